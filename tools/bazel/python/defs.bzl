@@ -1,0 +1,24 @@
+"""Python macros shared by every package: `py_pytest` runs pytest on a test's sources."""
+
+def py_pytest(name, srcs, deps = [], data = [], env = {}, tags = [], size = "small", **kwargs):
+    """A py_test that runs pytest over `srcs` (test files named test_*.py).
+
+    Test tiers are tags (see STYLE.md): `size = "small"` for unit tests next to the code,
+    "medium" for tests that start real servers, and tag "slow" for what `--config=quick` skips.
+    """
+    files = ",".join([native.package_name() + "/" + s for s in srcs if not s.startswith(":")])
+    all_env = {"CAUSEWAY_PYTEST_FILES": files}
+    all_env.update(env)
+    native.py_test(
+        name = name,
+        srcs = srcs + ["//tools/bazel/python:pytest_main.py"],
+        main = "//tools/bazel/python:pytest_main.py",
+        deps = deps,
+        data = data,
+        env = all_env,
+        tags = tags,
+        size = size,
+        python_version = "PY3",
+        srcs_version = "PY3",
+        **kwargs
+    )
