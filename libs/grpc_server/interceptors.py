@@ -1,0 +1,173 @@
+"""Server interceptors: request context + JSON access log + RED metrics, and error mapping.
+
+Order (outermost first): observability, error mapping, then any service-specific interceptors
+(e.g. authentication), so that an authentication failure raised as a domain error is mapped to
+its status code and still logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from libs.errors.domain_errors import DomainError
+from libs.telemetry import context as reqctx
+from libs.telemetry.metrics import GrpcMetrics
+
+log = logging.getLogger("causeway.grpc")
+
+# Health probes arrive every few seconds from kubelet; log them only at DEBUG.
+_QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+Wrapper = Callable[[Callable[..., Any], bool, bool, str], Callable[..., Any]]
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, wrap: Wrapper, method: str) -> grpc.RpcMethodHandler:
+    """A copy of `handler` whose behaviour is `wrap(behaviour, request_streaming, response_streaming)`."""
+    if handler is None:
+        return None
+    req_stream, resp_stream = handler.request_streaming, handler.response_streaming
+    if req_stream and resp_stream:
+        factory, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+    elif req_stream:
+        factory, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+    elif resp_stream:
+        factory, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+    else:
+        factory, behavior = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+    return factory(
+        wrap(behavior, req_stream, resp_stream, method),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+class ObservabilityInterceptor(grpc.ServerInterceptor):
+    """Mints/propagates the request id and trace id, logs one JSON line and records RED metrics."""
+
+    def __init__(self, metrics: GrpcMetrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        return _wrap_handler(handler, self._wrap, handler_call_details.method)
+
+    def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
+        metrics = self._metrics
+
+        def begin(context: grpc.ServicerContext) -> tuple[Any, float]:
+            md = _metadata(context)
+            ctx = reqctx.RequestContext(
+                request_id=reqctx.sanitize_request_id(md.get("x-request-id")) or reqctx.new_id(),
+                trace_id=reqctx.trace_id_from_traceparent(md.get("traceparent")) or reqctx.new_id(),
+                method=method,
+            )
+            context.set_trailing_metadata((("x-request-id", ctx.request_id),))
+            metrics.started(method)
+            return reqctx.activate(ctx), time.perf_counter()
+
+        def end(context: grpc.ServicerContext, token: Any, start: float, failed: bool) -> None:
+            elapsed = time.perf_counter() - start
+            code = context.code() if hasattr(context, "code") else None
+            if code is None:
+                code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            metrics.finished(method, name, elapsed)
+            level = logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO
+            log.log(
+                level,
+                "rpc",
+                extra={
+                    "grpc_method": method,
+                    "grpc_code": name,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "peer": context.peer(),
+                },
+            )
+            reqctx.deactivate(token)
+
+        if resp_stream:
+
+            def streaming(request_or_iterator, context):
+                token, start = begin(context)
+                failed = True
+                try:
+                    yield from behavior(request_or_iterator, context)
+                    failed = False
+                finally:
+                    end(context, token, start, failed)
+
+            return streaming
+
+        def unary(request_or_iterator, context):
+            token, start = begin(context)
+            failed = True
+            try:
+                response = behavior(request_or_iterator, context)
+                failed = False
+                return response
+            finally:
+                end(context, token, start, failed)
+
+        return unary
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):
+    """Turns DomainError into its status code; any other exception into INTERNAL without details.
+
+    An unexpected exception is logged with its traceback and the request id; the caller gets only
+    the request id, so internals (paths, SQL, secrets) never leak into a status message.
+    """
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        return _wrap_handler(handler, self._wrap, handler_call_details.method)
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, err: Exception, method: str) -> None:
+        if isinstance(err, DomainError):
+            code = getattr(grpc.StatusCode, err.status, grpc.StatusCode.UNKNOWN)
+            context.abort(code, err.message)
+        ctx = reqctx.current()
+        request_id = ctx.request_id if ctx else "unknown"
+        log.exception("unhandled error in %s", method, extra={"grpc_method": method})
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+
+    def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
+        abort = self._abort
+
+        if resp_stream:
+
+            def streaming(request_or_iterator, context) -> Iterator[Any]:
+                try:
+                    yield from behavior(request_or_iterator, context)
+                except Exception as err:  # noqa: BLE001 - mapped to a status, see docstring
+                    if _is_abort(err, context):
+                        raise
+                    abort(context, err, method)
+
+            return streaming
+
+        def unary(request_or_iterator, context):
+            try:
+                return behavior(request_or_iterator, context)
+            except Exception as err:  # noqa: BLE001 - mapped to a status, see docstring
+                if _is_abort(err, context):
+                    raise
+                abort(context, err, method)
+
+        return unary
+
+
+def _is_abort(err: Exception, context: grpc.ServicerContext) -> bool:
+    """True when the handler already called context.abort() (grpc raises a bare Exception)."""
+    code = context.code() if hasattr(context, "code") else None
+    return not isinstance(err, DomainError) and code not in (None, grpc.StatusCode.OK)

@@ -1,0 +1,59 @@
+"""A tiny bytes-in/bytes-out service for exercising the bootstrap without any proto."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from libs.errors.domain_errors import NotFound
+from libs.grpc_server.server import ServiceBinding
+
+SERVICE = "test.v1.Echo"
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    if request == b"notfound":
+        raise NotFound("model 'x' has no version 7")
+    if request == b"boom":
+        raise RuntimeError("connection to postgres://admin:hunter2@db failed")
+    if request == b"abort":
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, "role reviewer cannot deploy")
+    if request.startswith(b"slow:"):
+        time.sleep(float(request[5:]))
+    return request
+
+
+def _count(request: bytes, context: grpc.ServicerContext):
+    for i in range(int(request or b"3")):
+        if i == 2 and request == b"5":
+            raise NotFound("stream ran out at 2")
+        yield str(i).encode()
+
+
+def _total(request_iterator, context: grpc.ServicerContext) -> bytes:
+    return str(sum(len(chunk) for chunk in request_iterator)).encode()
+
+
+def binding() -> ServiceBinding:
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(_echo, _identity, _identity),
+            "Count": grpc.unary_stream_rpc_method_handler(_count, _identity, _identity),
+            "Total": grpc.stream_unary_rpc_method_handler(_total, _identity, _identity),
+        },
+    )
+    return ServiceBinding(SERVICE, lambda server: server.add_generic_rpc_handlers((handler,)))
+
+
+def stubs(channel: grpc.Channel):
+    return (
+        channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity),
+        channel.unary_stream(f"/{SERVICE}/Count", _identity, _identity),
+        channel.stream_unary(f"/{SERVICE}/Total", _identity, _identity),
+    )

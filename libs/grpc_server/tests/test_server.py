@@ -1,0 +1,130 @@
+import io
+import json
+import logging
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import generate_latest
+
+from libs.grpc_server.tests import echo
+from libs.telemetry import logging_json
+from libs.testing.grpc_servers import channel_to, running_server, test_settings
+
+
+@pytest.fixture
+def server():
+    with running_server([echo.binding()]) as srv:
+        yield srv
+
+
+@pytest.fixture
+def stubs(server):
+    with channel_to(server) as chan:
+        yield echo.stubs(chan)
+
+
+def test_binds_loopback_on_a_free_port(server):
+    assert server.port > 0
+    assert server.address == f"127.0.0.1:{server.port}"
+
+
+def test_health_reports_serving_for_server_and_service(server):
+    with channel_to(server) as chan:
+        stub = health_pb2_grpc.HealthStub(chan)
+        for name in ["", echo.SERVICE]:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_services(server):
+    with channel_to(server) as chan:
+        stub = reflection_pb2_grpc.ServerReflectionStub(chan)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (resp,) = list(stub.ServerReflectionInfo(iter([request])))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {echo.SERVICE, "grpc.health.v1.Health"} <= names
+
+
+def test_all_call_shapes_work(stubs):
+    unary, stream, client_stream = stubs
+    assert unary(b"hi") == b"hi"
+    assert list(stream(b"3")) == [b"0", b"1", b"2"]
+    assert client_stream(iter([b"ab", b"cde"])) == b"5"
+
+
+def test_domain_error_maps_to_status_with_its_message(stubs):
+    unary, _, _ = stubs
+    with pytest.raises(grpc.RpcError) as err:
+        unary(b"notfound")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "model 'x' has no version 7"
+
+
+def test_domain_error_mid_stream_maps_to_status(stubs):
+    _, stream, _ = stubs
+    got = []
+    with pytest.raises(grpc.RpcError) as err:
+        for item in stream(b"5"):
+            got.append(item)
+    assert got == [b"0", b"1"]
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_unexpected_error_is_internal_without_leaking(stubs):
+    unary, _, _ = stubs
+    with pytest.raises(grpc.RpcError) as err:
+        unary(b"boom", metadata=[("x-request-id", "req-42")])
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert err.value.details() == "internal error (request id req-42)"
+    assert "hunter2" not in err.value.details()
+
+
+def test_explicit_abort_passes_through(stubs):
+    unary, _, _ = stubs
+    with pytest.raises(grpc.RpcError) as err:
+        unary(b"abort")
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.value.details() == "role reviewer cannot deploy"
+
+
+def test_request_id_is_returned_and_logged_and_metrics_counted(server, stubs):
+    out = io.StringIO()
+    logging_json.configure("test", "INFO", stream=out)
+    unary, _, _ = stubs
+    _, call = unary.with_call(b"x", metadata=[("x-request-id", "abc-1")])
+    assert dict(call.trailing_metadata())["x-request-id"] == "abc-1"
+    with pytest.raises(grpc.RpcError) as err:
+        unary(b"notfound")
+    minted = dict(err.value.trailing_metadata())["x-request-id"]
+    assert len(minted) == 32
+
+    logging.getLogger().handlers[-1].flush()
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    rpc_lines = [x for x in lines if x["msg"] == "rpc" and x["grpc_method"] == f"/{echo.SERVICE}/Echo"]
+    assert {(x["request_id"], x["grpc_code"]) for x in rpc_lines} == {("abc-1", "OK"), (minted, "NOT_FOUND")}
+    assert all(x["duration_ms"] >= 0 for x in rpc_lines)
+
+    text = generate_latest(server.metrics.registry).decode()
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Echo",grpc_service="test.v1.Echo"} 1.0' in text
+    assert 'grpc_code="NOT_FOUND",grpc_method="Echo"' in text
+
+
+def test_oversize_message_is_refused_and_server_keeps_serving():
+    with running_server([echo.binding()], settings=test_settings(max_message_bytes=64 * 1024)) as srv:
+        with channel_to(srv, max_message_bytes=8 * 1024 * 1024) as chan:
+            unary, _, _ = echo.stubs(chan)
+            with pytest.raises(grpc.RpcError) as err:
+                unary(b"x" * (65 * 1024))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert unary(b"small") == b"small"
+
+
+def test_stop_flips_health_to_not_serving(server):
+    server.stop(0)
+    check = server.health.Check(health_pb2.HealthCheckRequest(service=""), None)
+    assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING

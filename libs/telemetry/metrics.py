@@ -1,0 +1,59 @@
+"""Prometheus RED metrics for gRPC servers (rate, errors, duration), one registry per server.
+
+A registry per server (not the process-global default) keeps several servers in one test process
+apart and lets each service add its own metrics next to these.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# 1 ms to 60 s: inference calls sit at the bottom, uploads and validations at the top.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GrpcMetrics:
+    """grpc_server_handled_total, grpc_server_handling_seconds, grpc_server_in_flight."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, by method and status code.",
+            ["grpc_service", "grpc_method", "grpc_code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "grpc_server_handling_seconds",
+            "Time to handle an RPC, from the call to its last response message.",
+            ["grpc_service", "grpc_method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "grpc_server_in_flight",
+            "RPCs being handled now.",
+            ["grpc_service", "grpc_method"],
+            registry=self.registry,
+        )
+
+    def started(self, full_method: str) -> None:
+        self.in_flight.labels(*split_method(full_method)).inc()
+
+    def finished(self, full_method: str, code: str, seconds: float) -> None:
+        service, method = split_method(full_method)
+        self.in_flight.labels(service, method).dec()
+        self.handled.labels(service, method, code).inc()
+        self.latency.labels(service, method).observe(seconds)
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """'/pkg.Service/Method' -> ('pkg.Service', 'Method')."""
+    _, _, rest = full_method.partition("/")
+    service, _, method = rest.partition("/")
+    return service or "unknown", method or "unknown"
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0"):
+    """Expose `registry` on http://host:port/metrics; returns (server, thread)."""
+    return start_http_server(port, addr=host, registry=registry)

@@ -1,0 +1,47 @@
+"""Start real gRPC servers on 127.0.0.1:0 in the test process."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import grpc
+
+from libs.grpc_server.server import GrpcServer, ServiceBinding
+from libs.grpc_server.settings import ServerSettings
+
+
+def test_settings(**overrides) -> ServerSettings:
+    """Server settings for tests: loopback, a free port, no grace, no metrics port."""
+    base = ServerSettings(host="127.0.0.1", port=0, grace_seconds=0.0, metrics_port=-1, max_workers=8)
+    return dataclasses.replace(base, **overrides)
+
+
+@contextlib.contextmanager
+def running_server(
+    bindings: Sequence[ServiceBinding],
+    *,
+    settings: ServerSettings | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> Iterator[GrpcServer]:
+    """A started GrpcServer bound to 127.0.0.1:<free port>; stopped when the block exits."""
+    server = GrpcServer(bindings, settings or test_settings(), interceptors=interceptors).start()
+    try:
+        yield server
+    finally:
+        server.stop(0)
+
+
+@contextlib.contextmanager
+def channel_to(server: GrpcServer, max_message_bytes: int | None = None) -> Iterator[grpc.Channel]:
+    """An insecure channel to `server`, ready before it is yielded."""
+    options = []
+    if max_message_bytes:
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+    with grpc.insecure_channel(server.address, options=options) as chan:
+        grpc.channel_ready_future(chan).result(timeout=10)
+        yield chan
