@@ -127,9 +127,7 @@ def _parse(kind: Any, raw: str) -> Any:
 
 def _read_secret(var: str, environ: Mapping[str, str], problems: list[str]) -> Secret | None:
     if var in environ:
-        problems.append(
-            f"{var} is a secret and is only read from a file: write it to a file and set {var}_FILE"
-        )
+        problems.append(f"{var} is a secret and is only read from a file: write it to a file and set {var}_FILE")
         return None
     path = environ.get(f"{var}_FILE")
     if path is None:

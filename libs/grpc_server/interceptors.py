@@ -149,7 +149,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
             def streaming(request_or_iterator, context) -> Iterator[Any]:
                 try:
                     yield from behavior(request_or_iterator, context)
-                except Exception as err:  # noqa: BLE001 - mapped to a status, see docstring
+                except Exception as err:
                     if _is_abort(err, context):
                         raise
                     abort(context, err, method)
@@ -159,7 +159,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         def unary(request_or_iterator, context):
             try:
                 return behavior(request_or_iterator, context)
-            except Exception as err:  # noqa: BLE001 - mapped to a status, see docstring
+            except Exception as err:
                 if _is_abort(err, context):
                     raise
                 abort(context, err, method)

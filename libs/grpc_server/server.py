@@ -56,9 +56,7 @@ class GrpcServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=settings.max_workers, thread_name_prefix="grpc-handler"
-            ),
+            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc-handler"),
             interceptors=[
                 ObservabilityInterceptor(self.metrics),
                 ErrorMappingInterceptor(),

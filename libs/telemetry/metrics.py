@@ -54,6 +54,6 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service or "unknown", method or "unknown"
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0"):
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1"):
     """Expose `registry` on http://host:port/metrics; returns (server, thread)."""
     return start_http_server(port, addr=host, registry=registry)

@@ -8,6 +8,7 @@ so a failing test never leaves a server running.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import queue
@@ -22,10 +23,8 @@ _live: set[int] = set()
 
 def _kill_leftovers() -> None:
     for pid in list(_live):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 atexit.register(_kill_leftovers)

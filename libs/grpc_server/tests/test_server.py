@@ -115,13 +115,16 @@ def test_request_id_is_returned_and_logged_and_metrics_counted(server, stubs):
 
 
 def test_oversize_message_is_refused_and_server_keeps_serving():
-    with running_server([echo.binding()], settings=test_settings(max_message_bytes=64 * 1024)) as srv:
-        with channel_to(srv, max_message_bytes=8 * 1024 * 1024) as chan:
-            unary, _, _ = echo.stubs(chan)
-            with pytest.raises(grpc.RpcError) as err:
-                unary(b"x" * (65 * 1024))
-            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert unary(b"small") == b"small"
+    settings = test_settings(max_message_bytes=64 * 1024)
+    with (
+        running_server([echo.binding()], settings=settings) as srv,
+        channel_to(srv, max_message_bytes=8 * 1024 * 1024) as chan,
+    ):
+        unary, _, _ = echo.stubs(chan)
+        with pytest.raises(grpc.RpcError) as err:
+            unary(b"x" * (65 * 1024))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert unary(b"small") == b"small"
 
 
 def test_stop_flips_health_to_not_serving(server):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +31,8 @@ def build(lock: Path, python: str, dest: Path) -> None:
     subprocess.run([python, "-m", "venv", str(dest)], check=True)
     pip = [str(dest / "bin" / "python3"), "-m", "pip"]
     subprocess.run(
-        pip
-        + [
+        [
+            *pip,
             "install",
             "--disable-pip-version-check",
             "--no-input",
