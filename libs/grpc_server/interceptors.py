@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
 from libs.errors.domain_errors import DomainError
+from libs.grpc_server.handlers import wrap_handler
 from libs.telemetry import context as reqctx
 from libs.telemetry.metrics import GrpcMetrics
 
@@ -22,28 +23,6 @@ log = logging.getLogger("causeway.grpc")
 
 # Health probes arrive every few seconds from kubelet; log them only at DEBUG.
 _QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-Wrapper = Callable[[Callable[..., Any], bool, bool, str], Callable[..., Any]]
-
-
-def _wrap_handler(handler: grpc.RpcMethodHandler, wrap: Wrapper, method: str) -> grpc.RpcMethodHandler:
-    """A copy of `handler` whose behaviour is `wrap(behaviour, request_streaming, response_streaming)`."""
-    if handler is None:
-        return None
-    req_stream, resp_stream = handler.request_streaming, handler.response_streaming
-    if req_stream and resp_stream:
-        factory, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
-    elif req_stream:
-        factory, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
-    elif resp_stream:
-        factory, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
-    else:
-        factory, behavior = grpc.unary_unary_rpc_method_handler, handler.unary_unary
-    return factory(
-        wrap(behavior, req_stream, resp_stream, method),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -58,7 +37,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        return _wrap_handler(handler, self._wrap, handler_call_details.method)
+        return wrap_handler(handler, self._wrap, handler_call_details.method)
 
     def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
         metrics = self._metrics
@@ -76,6 +55,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
 
         def end(context: grpc.ServicerContext, token: Any, start: float, failed: bool) -> None:
             elapsed = time.perf_counter() - start
+            ctx = reqctx.current()
             code = context.code() if hasattr(context, "code") else None
             if code is None:
                 code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
@@ -90,6 +70,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                     "grpc_code": name,
                     "duration_ms": round(elapsed * 1000, 3),
                     "peer": context.peer(),
+                    "actor": ctx.actor,
                 },
             )
             reqctx.deactivate(token)
@@ -129,7 +110,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        return _wrap_handler(handler, self._wrap, handler_call_details.method)
+        return wrap_handler(handler, self._wrap, handler_call_details.method)
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, err: Exception, method: str) -> None:

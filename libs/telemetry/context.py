@@ -14,8 +14,10 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class RequestContext:
+    """Per-RPC facts; `actor` is filled in by the auth interceptor once the caller is verified."""
+
     request_id: str
     trace_id: str
     method: str = ""
