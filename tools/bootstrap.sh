@@ -12,6 +12,8 @@ DEBIAN_PACKAGES=(
   "skopeo /usr/bin/skopeo"
   "umoci /usr/bin/umoci"
   "npm /usr/bin/npm"
+  "postgresql /usr/lib/postgresql/15/bin/postgres"
+  "util-linux /usr/bin/setpriv"
 )
 
 missing=()

@@ -123,7 +123,7 @@ class SqlAuditStore:
                 # Serialize concurrent first starts of several replicas creating the triggers.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74207421)")
             for statement in guards:
-                conn.exec_driver_sql(statement)
+                conn.execute(sa.text(statement))
             if conn.execute(sa.select(head_table.c.id)).first() is None:
                 conn.execute(head_table.insert().values(id=1, seq=0, hash=GENESIS))
 
