@@ -6,6 +6,7 @@ and size match is the object copied to sha256/<hex>, and the staging object is a
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -81,10 +82,10 @@ class GcsBlobStore(BlobStore):
                 counter.finish(digest)
                 self.bucket.copy_blob(staging, self.bucket, self.name(digest), retry=self.retry, timeout=self.timeout)
             finally:
-                try:
+                # Best effort: the upload may never have started; the bucket's lifecycle rule on
+                # staging/ (infra/modules/gcp) removes anything left behind.
+                with contextlib.suppress(Exception):
                     staging.delete(retry=self.retry, timeout=self.timeout)
-                except Exception:  # noqa: BLE001 - best effort: the upload may never have started
-                    pass
         return BlobInfo(digest, size)
 
     def stat(self, digest: str) -> BlobInfo | None:
