@@ -7,11 +7,20 @@ from collections.abc import Callable, Iterator
 
 from libs.audit.events import AuditEvent, EventDraft, chain_next
 from libs.audit.store import EventFilter, SqlAuditStore
-from libs.audit.verify import Verdict, verify_chain
+from libs.audit.verify import Head, Verdict, verify_chain
 from libs.errors.domain_errors import InvalidArgument
 
 MAX_PAGE = 1000
-_LIMITS = {"actor": 256, "action": 128, "subject": 512, "request_id": 128, "trace_id": 64, "service": 64}
+_LIMITS = {
+    "actor": 256,
+    "action": 128,
+    "subject": 512,
+    "request_id": 128,
+    "trace_id": 64,
+    "service": 64,
+    "recorded_by": 256,
+    "payload_digest": 64,
+}
 
 
 def _utcnow() -> dt.datetime:
@@ -51,6 +60,12 @@ class AuditLog:
         more = len(events) > size
         events = events[:size]
         return events, (events[-1].seq if more else 0)
+
+    def get(self, *, seq: int = 0, event_id: str = "") -> AuditEvent | None:
+        return self._store.get(seq=seq, event_id=event_id)
+
+    def head(self) -> Head:
+        return self._store.head()
 
     def verify(self) -> Verdict:
         return verify_chain(self._store.scan(), head=self._store.head(), key=self._key)

@@ -25,13 +25,19 @@ events_table = sa.Table(
     metadata,
     sa.Column("row_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("seq", sa.BigInteger, nullable=False, index=True),
+    sa.Column("event_id", sa.String(64), nullable=False, index=True),
     sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("occur_time", sa.String(40), nullable=False),
     sa.Column("service", sa.String(64), nullable=False),
     sa.Column("actor", sa.String(256), nullable=False, index=True),
+    sa.Column("actor_info", sa.Text, nullable=False),
+    sa.Column("recorded_by", sa.String(256), nullable=False),
     sa.Column("action", sa.String(128), nullable=False, index=True),
     sa.Column("subject", sa.String(512), nullable=False, index=True),
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("trace_id", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False, index=True),
+    sa.Column("trace_id", sa.String(64), nullable=False, index=True),
+    sa.Column("payload_digest", sa.String(64), nullable=False),
     sa.Column("details", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
@@ -68,27 +74,36 @@ _POSTGRES_GUARDS = [
 
 @dataclasses.dataclass(frozen=True)
 class EventFilter:
+    """Conjunction of the set fields; `after_seq`/`to_seq` bound the sequence (exclusive/inclusive)."""
+
     actor: str = ""
     action: str = ""
     subject_prefix: str = ""
+    service: str = ""
+    outcome: str = ""
+    request_id: str = ""
+    trace_id: str = ""
     after_seq: int = 0
+    to_seq: int = 0
+    time_start: str = ""
+    time_end: str = ""
+
+
+_JSON_COLUMNS = ("details", "actor_info")
 
 
 def _row_to_event(row: sa.Row) -> AuditEvent:
-    return AuditEvent(
-        seq=row.seq,
-        time=row.time,
-        service=row.service,
-        actor=row.actor,
-        action=row.action,
-        subject=row.subject,
-        request_id=row.request_id,
-        trace_id=row.trace_id,
-        details=json.loads(row.details),
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        seal=row.seal,
-    )
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(AuditEvent)}
+    for column in _JSON_COLUMNS:
+        values[column] = json.loads(values[column])
+    return AuditEvent(**values)
+
+
+def _event_to_row(event: AuditEvent) -> dict:
+    values = dataclasses.asdict(event)
+    for column in _JSON_COLUMNS:
+        values[column] = json.dumps(values[column], sort_keys=True, separators=(",", ":"))
+    return values
 
 
 def _use_immediate_transactions(engine: sa.Engine) -> None:
@@ -137,12 +152,7 @@ class SqlAuditStore:
             event = build(seq + 1, prev_hash)
             if event.seq != seq + 1 or event.prev_hash != prev_hash:
                 raise ValueError("built event does not follow the head")
-            conn.execute(
-                events_table.insert().values(
-                    **{k: v for k, v in dataclasses.asdict(event).items() if k != "details"},
-                    details=json.dumps(event.details, sort_keys=True, separators=(",", ":")),
-                )
-            )
+            conn.execute(events_table.insert().values(**_event_to_row(event)))
             conn.execute(head_table.update().where(head_table.c.id == 1).values(seq=event.seq, hash=event.hash))
         return event
 
@@ -150,6 +160,12 @@ class SqlAuditStore:
         with self.engine.connect() as conn:
             seq, hash_ = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
         return Head(seq=seq, hash=hash_)
+
+    def get(self, *, seq: int = 0, event_id: str = "") -> AuditEvent | None:
+        column, value = (events_table.c.seq, seq) if seq else (events_table.c.event_id, event_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(events_table).where(column == value).order_by(events_table.c.row_id)).first()
+        return None if row is None else _row_to_event(row)
 
     def scan(self, batch: int = 1000) -> Iterator[AuditEvent]:
         """Every event in storage order, streamed in batches (the verifier's input)."""
@@ -173,8 +189,17 @@ class SqlAuditStore:
         query = sa.select(events_table).where(events_table.c.seq > flt.after_seq)
         if flt.actor:
             query = query.where(events_table.c.actor == flt.actor)
-        if flt.action:
-            query = query.where(events_table.c.action == flt.action)
+        for column in ("action", "service", "outcome", "request_id", "trace_id"):
+            value = getattr(flt, column)
+            if value:
+                query = query.where(events_table.c[column] == value)
+        if flt.to_seq:
+            query = query.where(events_table.c.seq <= flt.to_seq)
+        # Times are fixed-width RFC 3339 UTC strings, so string order is time order.
+        if flt.time_start:
+            query = query.where(events_table.c.time >= flt.time_start)
+        if flt.time_end:
+            query = query.where(events_table.c.time < flt.time_end)
         if flt.subject_prefix:
             escaped = flt.subject_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(events_table.c.subject.like(escaped + "%", escape="\\"))

@@ -21,6 +21,7 @@ class Problem(enum.Enum):
     DELETED = "deleted"
     INSERTED = "inserted"
     REORDERED = "reordered"
+    TRUNCATED = "truncated"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ def verify_chain(events: Iterable[AuditEvent], *, head: Head | None = None, key:
     if head is not None:
         if head.seq > last_seq:
             missing = f"event {head.seq}" if head.seq == last_seq + 1 else f"events {last_seq + 1}..{head.seq}"
-            return _bad(Problem.DELETED, last_seq + 1, checked, f"{missing} missing at the end of the chain")
+            return _bad(Problem.TRUNCATED, last_seq + 1, checked, f"{missing} missing at the end of the chain")
         if head.seq < last_seq:
             return _bad(Problem.INSERTED, head.seq + 1, checked, f"events after the recorded head {head.seq}")
         if last_seq and head.hash != expected_prev:

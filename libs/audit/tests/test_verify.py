@@ -70,7 +70,7 @@ def test_deleted_newest_events_are_found_through_the_head():
     events = _chain(5)
     head = _head(events)
     verdict = verify_chain(events[:3], head=head, key=KEY)
-    assert (verdict.problem, verdict.seq) == (Problem.DELETED, 4)
+    assert (verdict.problem, verdict.seq) == (Problem.TRUNCATED, 4)
     assert verdict.message == "events 4..5 missing at the end of the chain"
 
 
