@@ -123,10 +123,11 @@ def _use_immediate_transactions(engine: sa.Engine) -> None:
 class SqlAuditStore:
     """The chain in two tables: `audit_events` (append-only) and `audit_head` (one row)."""
 
-    def __init__(self, url: str, *, engine: sa.Engine | None = None) -> None:
+    def __init__(self, url: str = "", *, engine: sa.Engine | None = None) -> None:
+        # A caller that passes its own engine owns its transaction setup (see services' storage/db.py).
         self.engine = engine or sa.create_engine(url, future=True, pool_pre_ping=True)
         self.dialect = self.engine.dialect.name
-        if self.dialect == "sqlite":
+        if engine is None and self.dialect == "sqlite":
             _use_immediate_transactions(self.engine)
         self._create()
 

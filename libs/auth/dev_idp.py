@@ -88,6 +88,7 @@ class DevIdentityProvider:
         subject: str,
         roles: Iterable[str],
         *,
+        teams: Iterable[str] = (),
         name: str = "",
         ttl: dt.timedelta = dt.timedelta(hours=1),
         issued_at: dt.datetime | None = None,
@@ -104,6 +105,7 @@ class DevIdentityProvider:
             "sub": subject,
             "name": name or subject,
             "roles": sorted(roles),
+            "teams": sorted(teams),
             "iat": int(now.timestamp()),
             "nbf": int((not_before or now).timestamp()),
             "exp": int((now + ttl).timestamp()),
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     issue = sub.add_parser("issue", help="print a token for a user")
     issue.add_argument("subject")
     issue.add_argument("--roles", default="researcher", help="comma-separated role names")
+    issue.add_argument("--teams", default="", help="comma-separated team names")
     issue.add_argument("--minutes", type=float, default=60.0)
     sub.add_parser("jwks", help="print the JWKS file path")
     args = parser.parse_args(argv)
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(idp.jwks_path)
     else:
         roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-        print(idp.issue(args.subject, roles, ttl=dt.timedelta(minutes=args.minutes)))
+        teams = [t.strip() for t in args.teams.split(",") if t.strip()]
+        print(idp.issue(args.subject, roles, teams=teams, ttl=dt.timedelta(minutes=args.minutes)))
     return 0
 
 

@@ -29,6 +29,10 @@ class Principal:
     email: str = ""
     kind: str = "user"
     token_id: str = ""
+    teams: frozenset[str] = frozenset()
+
+    def has_any_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
 
     @property
     def display(self) -> str:

@@ -15,6 +15,7 @@ class AuthSettings:
     issuer: str = setting("AUTH_ISSUER", default=DEFAULT_ISSUER, help="required `iss` claim")
     audience: str = setting("AUTH_AUDIENCE", default=DEFAULT_AUDIENCE, help="required `aud` claim")
     roles_claim: str = setting("AUTH_ROLES_CLAIM", default="roles", help="claim holding role names")
+    teams_claim: str = setting("AUTH_TEAMS_CLAIM", default="teams", help="claim holding team memberships")
     leeway_seconds: float = setting("AUTH_LEEWAY_SECONDS", default=30.0, minimum=0, maximum=300)
     service_token_file: Path | None = setting(
         "AUTH_SERVICE_TOKEN_FILE",

@@ -73,6 +73,7 @@ class VerifierSettings:
     issuer: str
     audience: str
     roles_claim: str = "roles"
+    teams_claim: str = "teams"
     leeway_seconds: float = 30.0
 
 
@@ -124,6 +125,11 @@ class TokenVerifier:
             roles = roles.split()
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated(f"token claim {s.roles_claim!r} must be a list of role names")
+        teams = claims.get(s.teams_claim, [])
+        if isinstance(teams, str):
+            teams = teams.split()
+        if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+            raise Unauthenticated(f"token claim {s.teams_claim!r} must be a list of team names")
         return Principal(
             subject=str(claims["sub"]),
             roles=frozenset(roles),
@@ -133,4 +139,5 @@ class TokenVerifier:
             email=str(claims.get("email", "")),
             kind="service" if "service" in roles else "user",
             token_id=str(claims.get("jti", "")),
+            teams=frozenset(teams),
         )

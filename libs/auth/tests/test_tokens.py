@@ -20,9 +20,10 @@ def _verifier(idp: DevIdentityProvider) -> TokenVerifier:
 
 
 def test_valid_token_gives_principal(idp):
-    token = idp.issue("alice", ["researcher", "reviewer"], name="Alice A.")
+    token = idp.issue("alice", ["researcher", "reviewer"], name="Alice A.", teams=["oncology"])
     p = _verifier(idp).verify(token)
     assert p.subject == "alice"
+    assert p.teams == {"oncology"}
     assert p.roles == {"researcher", "reviewer"}
     assert p.display == "Alice A."
     assert p.kind == "user"
