@@ -13,7 +13,7 @@ import abc
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from libs.errors.domain_errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted
 
@@ -35,40 +35,84 @@ class BlobInfo:
 
 
 class DigestMismatch(InvalidArgument):
-    def __init__(self, declared: str, actual: str) -> None:
-        super().__init__(f"the bytes received hash to sha256:{actual}, not the declared sha256:{declared}")
+    """The bytes received do not match the declared digest or size.
+
+    `actual` is the digest of what was received, or "" when reading stopped early because more
+    bytes arrived than declared (the rest of the stream is never read, so there is no whole to
+    hash). Sizes are -1 when unknown.
+    """
+
+    def __init__(
+        self,
+        declared: str,
+        actual: str,
+        *,
+        declared_size: int = -1,
+        actual_size: int = -1,
+        message: str = "",
+    ) -> None:
+        super().__init__(message or f"the bytes received hash to sha256:{actual}, not the declared sha256:{declared}")
         self.declared = declared
         self.actual = actual
+        self.declared_size = declared_size
+        self.actual_size = actual_size
+
+
+class SizeLimitExceeded(ResourceExhausted):
+    """A declared size above the store's maximum; carries both numbers for a QuotaFailure detail."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"artifact of {size} bytes is above the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 class HashingCounter:
     """Feeds chunks to SHA-256 while counting bytes and enforcing the declared/maximum size."""
 
-    def __init__(self, expected_size: int, max_size: int) -> None:
+    def __init__(self, expected_size: int, max_size: int, *, declared_digest: str = "") -> None:
         if expected_size < 0:
             raise InvalidArgument("size must not be negative")
         if expected_size > max_size:
-            raise ResourceExhausted(f"artifact of {expected_size} bytes is above the limit of {max_size} bytes")
+            raise SizeLimitExceeded(expected_size, max_size)
         self.expected_size = expected_size
+        self.declared_digest = declared_digest
         self.size = 0
         self.sha = hashlib.sha256()
 
     def update(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.expected_size:
-            raise InvalidArgument(f"more bytes received than the declared {self.expected_size}")
+            raise DigestMismatch(
+                self.declared_digest,
+                "",
+                declared_size=self.expected_size,
+                actual_size=self.size,
+                message=f"more bytes received than the declared {self.expected_size}",
+            )
         self.sha.update(chunk)
 
     def finish(self, declared_digest: str) -> str:
-        if self.size != self.expected_size:
-            raise InvalidArgument(f"{self.size} bytes received, {self.expected_size} declared")
         actual = self.sha.hexdigest()
+        if self.size != self.expected_size:
+            raise DigestMismatch(
+                declared_digest,
+                actual,
+                declared_size=self.expected_size,
+                actual_size=self.size,
+                message=f"{self.size} bytes received, {self.expected_size} declared",
+            )
         if actual != declared_digest:
-            raise DigestMismatch(declared_digest, actual)
+            raise DigestMismatch(declared_digest, actual, declared_size=self.expected_size, actual_size=self.size)
         return actual
 
 
-def verified(chunks: Iterable[bytes], digest: str, offset: int, on_mismatch=None) -> Iterator[bytes]:
+MismatchHook = Callable[[str, str], None]
+
+
+def verified(
+    chunks: Iterable[bytes], digest: str, offset: int, on_mismatch: MismatchHook | None = None
+) -> Iterator[bytes]:
     """Yield the bytes from `offset` on while hashing all of them; DataLoss if the hash is wrong.
 
     `chunks` must start at byte 0: the prefix before `offset` is hashed but not yielded.
@@ -91,6 +135,10 @@ class BlobStore(abc.ABC):
     """Where artifact bytes live. Implementations: local directory, S3, GCS."""
 
     max_size: int
+    # True when only this process writes the store (a local directory), so that at start it may
+    # list and remove blobs nobody recorded. Shared buckets are written by several replicas at
+    # once; there a start-up sweep could delete a blob another replica is about to record.
+    single_writer: bool = False
 
     @abc.abstractmethod
     def put(self, chunks: Iterable[bytes], *, digest: str, size: int) -> BlobInfo:
@@ -104,8 +152,11 @@ class BlobStore(abc.ABC):
     def _read_raw(self, digest: str) -> Iterator[bytes]:
         """The stored bytes from the start, in chunks of at most CHUNK."""
 
-    def read(self, digest: str, offset: int = 0) -> Iterator[bytes]:
-        """Stream a blob from `offset`, verifying its digest (DataLoss at the end on mismatch)."""
+    def read(self, digest: str, offset: int = 0, on_mismatch: MismatchHook | None = None) -> Iterator[bytes]:
+        """Stream a blob from `offset`, verifying its digest (DataLoss at the end on mismatch).
+
+        `on_mismatch(expected, actual)` is called before DataLoss is raised, e.g. to audit it.
+        """
         check_digest(digest)
         info = self.stat(digest)
         if info is None:
@@ -114,8 +165,16 @@ class BlobStore(abc.ABC):
             raise InvalidArgument("offset must not be negative")
         if offset > info.size:
             raise InvalidArgument(f"offset {offset} is beyond the end of the artifact ({info.size} bytes)")
-        return verified(self._read_raw(digest), digest, offset)
+        return verified(self._read_raw(digest), digest, offset, on_mismatch)
 
-    def cleanup_staging(self, older_than_seconds: float) -> int:
-        """Remove abandoned partial uploads (e.g. after a crash); returns how many."""
+    def cleanup_staging(self, older_than_seconds: float = 0.0) -> int:
+        """Remove abandoned partial uploads (e.g. after a crash) at least that old; returns how many."""
         return 0
+
+    def list_digests(self) -> Iterator[str]:
+        """Every stored digest (only stores with `single_writer` need to support this)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its blobs")
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (only for blobs that were never recorded: see `single_writer`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not delete blobs")

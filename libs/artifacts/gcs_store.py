@@ -71,7 +71,7 @@ class GcsBlobStore(BlobStore):
 
     def put(self, chunks: Iterable[bytes], *, digest: str, size: int) -> BlobInfo:
         check_digest(digest)
-        counter = HashingCounter(size, self.max_size)
+        counter = HashingCounter(size, self.max_size, declared_digest=digest)
         staging = self.bucket.blob(f"{self.prefix}staging/{secrets.token_hex(16)}", chunk_size=UPLOAD_CHUNK)
         with _gcs_errors(self.bucket_name):
             try:

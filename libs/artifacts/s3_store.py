@@ -74,7 +74,7 @@ class S3BlobStore(BlobStore):
 
     def put(self, chunks: Iterable[bytes], *, digest: str, size: int) -> BlobInfo:
         check_digest(digest)
-        counter = HashingCounter(size, self.max_size)
+        counter = HashingCounter(size, self.max_size, declared_digest=digest)
         staging = f"{self.prefix}staging/{secrets.token_hex(16)}"
         with _s3_errors(self.bucket):
             upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=staging)

@@ -1,11 +1,15 @@
+import fcntl
 import hashlib
 import os
+import subprocess
+import sys
+import threading
 import time
 import tracemalloc
 
 import pytest
 
-from libs.artifacts.blob_store import DigestMismatch
+from libs.artifacts.blob_store import DigestMismatch, SizeLimitExceeded
 from libs.artifacts.factory import open_blob_store
 from libs.artifacts.local_store import LocalBlobStore
 from libs.errors.domain_errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted
@@ -71,6 +75,34 @@ def test_size_problems_store_nothing(store, sent, declared, error, message):
     assert _staging(store) == []
 
 
+def test_size_mismatches_carry_both_sizes(store):
+    data = b"x" * 10
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.raises(DigestMismatch) as short:
+        store.put([data], digest=digest, size=11)
+    assert (short.value.actual, short.value.declared_size, short.value.actual_size) == (digest, 11, 10)
+    with pytest.raises(DigestMismatch) as long:
+        store.put([data], digest=digest, size=9)
+    # Reading stops at the first byte too many: the whole is never hashed.
+    assert (long.value.actual, long.value.declared_size, long.value.actual_size) == ("", 9, 10)
+    with pytest.raises(SizeLimitExceeded) as big:
+        store.put([data], digest=digest, size=20_000_000)
+    assert (big.value.size, big.value.limit) == (20_000_000, 10_000_000)
+
+
+def test_corruption_hook_sees_both_digests(store):
+    data = b"payload" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    store.put([data], digest=digest, size=len(data))
+    path = store.root / "sha256" / digest[:2] / digest
+    os.chmod(path, 0o644)
+    path.write_bytes(b"Payload" + data[7:])
+    seen = []
+    with pytest.raises(DataLoss):
+        list(store.read(digest, on_mismatch=lambda expected, actual: seen.append((expected, actual))))
+    assert seen == [(digest, hashlib.sha256(path.read_bytes()).hexdigest())]
+
+
 def test_malformed_digests_are_refused(store):
     for bad in ["", "ABC", "sha256:" + "a" * 64, "a" * 63, "../../etc/passwd" + "a" * 48]:
         with pytest.raises(InvalidArgument, match="64 lowercase hexadecimal"):
@@ -100,14 +132,106 @@ def test_corrupted_blob_is_data_loss_on_read(store):
         b"".join(store.read(digest))
 
 
-def test_abandoned_staging_files_are_cleaned(store):
-    part = store.root / "staging" / "dead.part"
-    part.write_bytes(b"half an upload")
-    os.utime(part, (time.time() - 7200, time.time() - 7200))
-    fresh = store.root / "staging" / "live.part"
-    fresh.write_bytes(b"in progress")
-    assert store.cleanup_staging(3600) == 1
-    assert _staging(store) == [fresh]
+def _age(path, seconds):
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def test_cleanup_removes_exactly_the_unlocked_staging_files_whatever_their_age(store):
+    staging = store.root / "staging"
+    old_dead = staging / "old-dead.part"
+    old_dead.write_bytes(b"half an upload")
+    _age(old_dead, 7200)
+    new_dead = staging / "new-dead.part"
+    new_dead.write_bytes(b"abandoned a moment ago")
+    old_live = staging / "old-live.part"
+    old_live.write_bytes(b"a slow upload, still running")
+    _age(old_live, 7200)
+    other = staging / "notes.txt"
+    other.write_bytes(b"not a staging file")
+    with open(old_live, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # what a live writer holds
+        assert store.cleanup_staging() == 2
+        assert sorted(p.name for p in _staging(store)) == ["notes.txt", "old-live.part"]
+    assert store.cleanup_staging() == 1  # once its writer is gone, it is abandoned too
+    assert _staging(store) == [other]
+
+
+def test_cleanup_grace_period_spares_recently_abandoned_files(store):
+    staging = store.root / "staging"
+    recent, old = staging / "recent.part", staging / "old.part"
+    recent.write_bytes(b"x")
+    old.write_bytes(b"y")
+    _age(old, 600)
+    assert store.cleanup_staging(older_than_seconds=300) == 1
+    assert [p.name for p in _staging(store)] == ["recent.part"]
+
+
+def test_cleanup_during_a_live_upload_leaves_it_alone(store):
+    data = os.urandom(3 * 1024 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    halfway, resume = threading.Event(), threading.Event()
+
+    def slow_chunks():
+        for i, chunk in enumerate(_chunks(data, 65536)):
+            if i == 20:
+                halfway.set()
+                resume.wait(10)
+            yield chunk
+
+    uploader = threading.Thread(target=lambda: store.put(slow_chunks(), digest=digest, size=len(data)))
+    uploader.start()
+    assert halfway.wait(10)
+    assert store.cleanup_staging() == 0
+    assert len(_staging(store)) == 1
+    resume.set()
+    uploader.join(10)
+    assert b"".join(store.read(digest)) == data
+    assert _staging(store) == []
+
+
+_KILLED_WRITER = """
+import hashlib, sys, time
+from pathlib import Path
+from libs.artifacts.local_store import LocalBlobStore
+
+def chunks():
+    yield b"x" * 100_000
+    print("writing", flush=True)
+    time.sleep(60)
+
+LocalBlobStore(Path(sys.argv[1])).put(chunks(), digest="0" * 64, size=10**9)
+"""
+
+
+def test_staging_file_of_a_writer_killed_with_sigkill_is_removed(store):
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(store.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
+    )
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        assert store.cleanup_staging() == 0  # alive: its lock protects the part
+        assert len(_staging(store)) == 1
+    finally:
+        child.kill()
+        child.wait(10)
+    assert store.cleanup_staging() == 1
+    assert _staging(store) == []
+
+
+def test_listing_and_deleting_blobs(store):
+    digests = []
+    for data in (b"one", b"two"):
+        digest = hashlib.sha256(data).hexdigest()
+        store.put([data], digest=digest, size=len(data))
+        digests.append(digest)
+    assert store.single_writer
+    assert sorted(store.list_digests()) == sorted(digests)
+    store.delete(digests[0])
+    assert list(store.list_digests()) == [digests[1]]
+    assert store.stat(digests[0]) is None
 
 
 def test_streaming_never_holds_the_blob_in_memory(store):
