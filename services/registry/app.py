@@ -1,0 +1,116 @@
+"""Wiring: config -> stores -> domain -> servicers. Used by main.py, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import grpc
+
+from causeway.audit.v1 import audit_service_pb2
+from causeway.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from libs.artifacts.blob_store import BlobStore
+from libs.artifacts.factory import open_blob_store
+from libs.audit.audit_log import AuditLog
+from libs.audit.store import SqlAuditStore
+from libs.auth.interceptor import AuthInterceptor
+from libs.auth.rbac import Authorizer
+from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
+from libs.grpc_server.server import ServiceBinding
+from services.registry.api.permissions import METHOD_PERMISSIONS
+from services.registry.api.registry_servicer import RegistryServicer
+from services.registry.config import Config
+from services.registry.domain.aliases import AliasManager
+from services.registry.domain.auditing import Auditor
+from services.registry.domain.catalog import ModelCatalog
+from services.registry.domain.discovery import Discovery
+from services.registry.storage.db import create_engine
+from services.registry.storage.mlflow_registry import MlflowRegistry
+
+log = logging.getLogger(__name__)
+
+
+def service_name(descriptor_module, service: str) -> str:
+    return descriptor_module.DESCRIPTOR.services_by_name[service].full_name
+
+
+class BlobLayoutLookup:
+    """Artifact layout from the blob store alone (every blob is a FILE) until an artifact index is wired."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+
+    def layout_of(self, digest: str) -> str | None:
+        return "FILE" if self.blobs.stat(digest) is not None else None
+
+
+@dataclasses.dataclass
+class RegistryApp:
+    config: Config
+    engine: object
+    audit_log: AuditLog
+    auditor: Auditor
+    blobs: BlobStore
+    mlflow: MlflowRegistry
+    catalog: ModelCatalog
+    aliases: AliasManager
+    discovery: Discovery
+    registry_servicer: RegistryServicer
+    bindings: list[ServiceBinding]
+    interceptors: list[grpc.ServerInterceptor]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _auth_interceptor(config: Config) -> AuthInterceptor:
+    auth = config.auth
+    verifier = TokenVerifier(
+        JwksSource(auth.jwks),
+        VerifierSettings(
+            issuer=auth.issuer,
+            audience=auth.audience,
+            roles_claim=auth.roles_claim,
+            teams_claim=auth.teams_claim,
+            leeway_seconds=auth.leeway_seconds,
+        ),
+    )
+    return AuthInterceptor(verifier, Authorizer(METHOD_PERMISSIONS))
+
+
+def build_app(config: Config) -> RegistryApp:
+    settings = config.registry
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.db_store_url())
+    audit_key = settings.audit_key.reveal().encode() if settings.audit_key else None
+    audit_log = AuditLog(SqlAuditStore(engine=engine), key=audit_key)
+    auditor = Auditor(audit_log)
+    blobs = open_blob_store(settings.artifact_store_url(), max_size=settings.max_artifact_bytes)
+    mlflow = MlflowRegistry(settings.mlflow_store_uri())
+    catalog = ModelCatalog(mlflow, auditor, BlobLayoutLookup(blobs), issuer=config.auth.issuer)
+    aliases = AliasManager(catalog, gates=None, deployer_subjects=frozenset(settings.deployer_subjects))
+    discovery = Discovery(catalog)
+    registry_servicer = RegistryServicer(catalog, aliases, discovery)
+    bindings = [
+        ServiceBinding(
+            service_name(registry_service_pb2, "RegistryService"),
+            lambda server: registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry_servicer, server),
+        ),
+    ]
+    app = RegistryApp(
+        config=config,
+        engine=engine,
+        audit_log=audit_log,
+        auditor=auditor,
+        blobs=blobs,
+        mlflow=mlflow,
+        catalog=catalog,
+        aliases=aliases,
+        discovery=discovery,
+        registry_servicer=registry_servicer,
+        bindings=bindings,
+        interceptors=[_auth_interceptor(config)],
+    )
+    # ---- further services wire themselves here (artifacts, governance, audit) ----
+    _ = audit_service_pb2  # the audit servicer binds causeway.audit.v1.AuditService
+    return app
