@@ -1,6 +1,8 @@
 """RegistryService through a real gRPC server, real MLflow (sqlite) and real tokens."""
 
+import os
 import threading
+import uuid
 
 import grpc
 import pytest
@@ -11,14 +13,30 @@ from causeway.registry.v1 import model_pb2 as rm
 from causeway.registry.v1 import registry_service_pb2 as pb
 from causeway.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from libs.audit.store import EventFilter
+from libs.testing.postgres import postgres_server
 from services.registry.tests.harness import registry_harness
 
 TEAM = "oncology"
 
 
+@pytest.fixture(scope="module")
+def backend():
+    """sqlite by default; REGISTRY_TEST_BACKEND=postgres runs the same tests on a real PostgreSQL."""
+    if os.environ.get("REGISTRY_TEST_BACKEND") == "postgres":
+        with postgres_server() as pg:
+            yield pg
+    else:
+        yield None
+
+
 @pytest.fixture
-def reg(tmp_path):
-    with registry_harness(tmp_path) as harness:
+def reg(tmp_path, backend):
+    overrides = {}
+    if backend is not None:
+        url = backend.create_database("t" + uuid.uuid4().hex[:12])
+        (tmp_path / "db_url").write_text(url)
+        overrides = {"MLFLOW_URI": url, "DB_URL_FILE": str(tmp_path / "db_url")}
+    with registry_harness(tmp_path, **overrides) as harness:
         yield harness
 
 
