@@ -46,13 +46,19 @@ class PostgresServer:
     def url(self, database: str | None = None, driver: str = "postgresql+psycopg2") -> str:
         return f"{driver}://{self.user}@{self.host}:{self.port}/{database or self.database}"
 
-    def create_database(self, name: str) -> str:
-        """Create a fresh database and return its SQLAlchemy URL."""
+    def create_database(self, name: str, template: str = "") -> str:
+        """Create a fresh database (a copy of `template` if given) and return its SQLAlchemy URL."""
         import sqlalchemy as sa
 
         engine = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        clause = f' TEMPLATE "{template}"' if template else ""
         with engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            if template:  # a template must have no sessions; pooled clients may still hold some
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{template}' AND pid <> pg_backend_pid()"
+                )
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"{clause}')
         engine.dispose()
         return self.url(name)
 

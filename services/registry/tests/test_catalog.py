@@ -14,6 +14,7 @@ from causeway.registry.v1 import registry_service_pb2 as pb
 from causeway.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from libs.audit.store import EventFilter
 from libs.testing.postgres import postgres_server
+from services.registry.storage.mlflow_registry import MlflowRegistry
 from services.registry.tests.harness import registry_harness
 
 TEAM = "oncology"
@@ -24,6 +25,8 @@ def backend():
     """sqlite by default; REGISTRY_TEST_BACKEND=postgres runs the same tests on a real PostgreSQL."""
     if os.environ.get("REGISTRY_TEST_BACKEND") == "postgres":
         with postgres_server() as pg:
+            # Migrate MLflow's schema once; each test copies it (CREATE DATABASE ... TEMPLATE).
+            MlflowRegistry(pg.create_database("mlflow_template"))
             yield pg
     else:
         yield None
@@ -33,7 +36,7 @@ def backend():
 def reg(tmp_path, backend):
     overrides = {}
     if backend is not None:
-        url = backend.create_database("t" + uuid.uuid4().hex[:12])
+        url = backend.create_database("t" + uuid.uuid4().hex[:12], template="mlflow_template")
         (tmp_path / "db_url").write_text(url)
         overrides = {"MLFLOW_URI": url, "DB_URL_FILE": str(tmp_path / "db_url")}
     with registry_harness(tmp_path, **overrides) as harness:
