@@ -23,6 +23,7 @@ from services.registry.api.permissions import METHOD_PERMISSIONS
 from services.registry.api.registry_servicer import RegistryServicer
 from services.registry.config import Config
 from services.registry.domain.aliases import AliasManager
+from services.registry.domain.artifacts import Artifacts
 from services.registry.domain.auditing import Auditor
 from services.registry.domain.catalog import ModelCatalog
 from services.registry.domain.discovery import Discovery
@@ -64,6 +65,7 @@ class RegistryApp:
     bindings: list[ServiceBinding]
     interceptors: list[grpc.ServerInterceptor]
     governance: Governance | None = None  # set by _wire_governance
+    artifacts: Artifacts | None = None  # set by _wire_artifacts_and_audit
 
     def close(self) -> None:
         self.engine.dispose()
@@ -110,6 +112,24 @@ def _wire_governance(app: RegistryApp) -> None:
 # ---- end governance ---------------------------------------------------------------------------------
 
 
+# ---- artifacts and audit (ArtifactService, AuditService) ------------------------------------------
+def _wire_artifacts_and_audit(app: RegistryApp) -> None:
+    """The artifact index, crash recovery at start, and the catalog's view of uploaded artifacts."""
+    from services.registry.api import artifact_servicer
+    from services.registry.storage.artifact_db import SqlArtifactIndex
+
+    artifacts = Artifacts(app.blobs, SqlArtifactIndex(app.engine), app.auditor, issuer=app.config.auth.issuer)
+    # Before serving: abandoned staging files and blobs whose upload never recorded them go.
+    artifacts.recover()
+    app.artifacts = artifacts
+    # Only recorded artifacts can back a version (an unrecorded blob is not an artifact).
+    app.catalog.artifacts = artifacts
+    app.bindings.append(artifact_servicer.binding(artifacts))
+
+
+# ---- end artifacts and audit ----------------------------------------------------------------------
+
+
 def build_app(config: Config) -> RegistryApp:
     settings = config.registry
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +164,7 @@ def build_app(config: Config) -> RegistryApp:
         interceptors=[_auth_interceptor(config)],
     )
     # ---- further services wire themselves here (artifacts, governance, audit) ----
+    _wire_artifacts_and_audit(app)
     _wire_governance(app)
     _ = audit_service_pb2  # the audit servicer binds causeway.audit.v1.AuditService
     return app
