@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -50,13 +51,19 @@ class PostgresServer:
         """Create a fresh database (a copy of `template` if given) and return its SQLAlchemy URL."""
         import sqlalchemy as sa
 
+        for identifier in (name, template):
+            if identifier and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", identifier):
+                raise ValueError(f"not a safe database name: {identifier!r}")
         engine = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
         clause = f' TEMPLATE "{template}"' if template else ""
         with engine.connect() as conn:
             if template:  # a template must have no sessions; pooled clients may still hold some
-                conn.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{template}' AND pid <> pg_backend_pid()"
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :template AND pid <> pg_backend_pid()"
+                    ),
+                    {"template": template},
                 )
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"{clause}')
         engine.dispose()
