@@ -236,3 +236,25 @@ def test_listing_filters_by_state_and_environment_and_pages(world):
         approvals.list("tox", 1, "prod", "", 3, token)
     with pytest.raises(NotFound):
         approvals.list("nope", 0, "", "", 0, "")
+
+
+def test_a_replica_losing_a_race_records_the_failure_and_returns_the_winners_signature(world):
+    """Two replicas sign the same request at once: one row is stored, and the chain says what happened."""
+    replica = world.with_policies(world.governance.policies)  # same database, its own process lock
+    request_id = str(uuid.uuid4())
+    insert = world.store.insert_approval
+    winner = []
+
+    def insert_after_the_other_replica(approval):
+        world.store.insert_approval = insert
+        winner.append(replica.sign(replica.person("quinn", "qa-approver"), request_id=request_id))
+        insert(approval)
+
+    world.store.insert_approval = insert_after_the_other_replica
+    returned = world.sign(world.person("quinn", "qa-approver"), request_id=request_id)
+    assert returned == winner[0]
+    outcomes = [(e.outcome, e.payload_digest == winner[0].record_digest) for e in world.events("approval.sign")]
+    assert outcomes == [("success", False), ("success", True), ("failure", False)]
+    assert [a.approval_id for a in world.governance.approvals.list("tox", 1, "", "", 0, "")[0]] == [
+        winner[0].approval_id
+    ]
