@@ -100,8 +100,7 @@ def _wire_governance(app: RegistryApp) -> None:
         issuer=app.config.auth.issuer,
     )
     app.governance = governance
-    # Not wired yet: app.aliases.gates = governance (environment aliases only to versions passing the
-    # gates). test_catalog moves the prod alias of an unvalidated version; that test changes first.
+    app.aliases.gates = governance  # environment aliases only ever point at versions passing the gates
     app.discovery.validated_for = governance.versions_validated_for
     app.registry_servicer.validations = lambda name, version: environment_validations(
         governance.latest_validations(name, version)

@@ -14,10 +14,10 @@ from services.registry.config import load_config
 def main() -> int:
     try:
         config = load_config()
+        app = build_app(config)  # also reads the policies file: a bad one is a ConfigError too
     except ConfigError as err:
         print(json.dumps({"level": "error", "service": "registry", "msg": str(err)}), file=sys.stderr)
         return 2
-    app = build_app(config)
     return serve("registry", app.bindings, config.server, interceptors=app.interceptors, on_shutdown=app.close)
 
 

@@ -37,7 +37,7 @@ def _caller() -> Principal:
     return principal
 
 
-def _with_details(method: F) -> F:
+def with_details(method: F) -> F:
     """Errors with a detail message leave as google.rpc.Status; all others go to the bootstrap."""
 
     @functools.wraps(method)
@@ -66,7 +66,7 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
     def __init__(self, governance: Governance) -> None:
         self.governance = governance
 
-    @_with_details
+    @with_details
     def RecordValidationReport(self, request, context):
         name, version = _model(request)
         submission = ReportSubmission(

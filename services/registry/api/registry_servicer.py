@@ -10,6 +10,7 @@ from causeway.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from libs.auth.principal import current
 from libs.errors.domain_errors import InvalidArgument, Unauthenticated
 from services.registry.api import convert
+from services.registry.api.governance_servicer import with_details
 from services.registry.api.version_request import metadata_of
 from services.registry.domain.aliases import AliasManager
 from services.registry.domain.catalog import ModelCatalog
@@ -187,6 +188,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):
         name, version = self._target(request)
         return pb.DeleteTagResponse(tags=self.catalog.delete_tag(_principal(), name, version, request.key))
 
+    @with_details  # a gate refusal carries a GateFailure detail
     def SetModelAlias(self, request, context):
         alias = _alias(request.alias)
         previous = self.aliases.set_alias(_principal(), request.model_name, alias, request.version, request.reason)

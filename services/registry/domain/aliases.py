@@ -19,16 +19,9 @@ from services.registry.domain.catalog import ModelCatalog
 from services.registry.domain.records import ALIASES, ARCHIVED, ENVIRONMENTS, ActorRecord
 
 
-class GateBlocked(FailedPrecondition):
-    """A version fails an environment's gates; `evaluation` says which (for a GateFailure detail)."""
-
-    def __init__(self, message: str, evaluation: object) -> None:
-        super().__init__(message)
-        self.evaluation = evaluation
-
-
 class GateChecker(Protocol):
-    def check_gates(self, name: str, version: int, environment: str): ...
+    def require_gates(self, name: str, version: int, environment: str):
+        """The gate check if ALLOWED; raises a FAILED_PRECONDITION error naming the failed gates."""
 
 
 class AliasManager:
@@ -56,10 +49,10 @@ class AliasManager:
         record = self.catalog.get_version(name, version)
         if record.state == ARCHIVED:
             raise FailedPrecondition(f"{record.ref} is archived and can no longer be given an alias")
-        if alias in ENVIRONMENTS and self.gates is not None:
-            evaluation = self.gates.check_gates(name, version, alias)
-            if not getattr(evaluation, "allowed", False):
-                raise GateBlocked(f"{record.ref} does not pass the {alias} gates: {evaluation.message}", evaluation)
+        if alias in ENVIRONMENTS:
+            if self.gates is None:  # fail closed: never move an environment alias unchecked
+                raise FailedPrecondition("environment gates are not configured on this registry")
+            self.gates.require_gates(name, version, alias)
         with self.catalog._lock(name):
             previous = self.catalog._aliases_of(name).get(alias, 0)
             info = {

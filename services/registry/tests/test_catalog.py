@@ -1,5 +1,7 @@
 """RegistryService through a real gRPC server, real MLflow (sqlite) and real tokens."""
 
+import hashlib
+import json
 import os
 import threading
 import uuid
@@ -7,8 +9,19 @@ import uuid
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.rpc import status_pb2
 
-from causeway.common.v1 import digest_pb2, model_pb2, tensor_pb2
+from causeway.common.v1 import (
+    digest_pb2,
+    environment_pb2,
+    errors_pb2,
+    gate_pb2,
+    model_pb2,
+    tensor_pb2,
+    validation_pb2,
+)
+from causeway.registry.v1 import governance_service_pb2 as gov
+from causeway.registry.v1 import governance_service_pb2_grpc as gov_grpc
 from causeway.registry.v1 import model_pb2 as rm
 from causeway.registry.v1 import registry_service_pb2 as pb
 from causeway.registry.v1 import registry_service_pb2_grpc as pb_grpc
@@ -293,6 +306,39 @@ def test_lineage_walks_parents_and_children(reg, stub):
     assert code == grpc.StatusCode.NOT_FOUND
 
 
+def _record_passing_report(reg, version: int, environment=environment_pb2.ENVIRONMENT_DEV, policy="dev"):
+    stub = gov_grpc.GovernanceServiceStub(reg.channel)
+    shown = (
+        pb_grpc.RegistryServiceStub(reg.channel)
+        .GetModelVersion(
+            pb.GetModelVersionRequest(model=model_pb2.ModelRef(name="tox21", version=version)), metadata=alice(reg)
+        )
+        .version
+    )
+    report = json.dumps({"verdict": "PASSED", "run": f"run-{version}"}, sort_keys=True).encode()
+    stub.RecordValidationReport(
+        gov.RecordValidationReportRequest(
+            model=shown.ref,
+            artifact_digest=shown.artifact.digest,
+            policy_name=policy,
+            policy_digest=_digest("2" * 64),
+            environment=environment,
+            run_id=f"run-{version}",
+            verdict=validation_pb2.VALIDATION_VERDICT_PASSED,
+            report_json=report,
+            report_digest=_digest(hashlib.sha256(report).hexdigest()),
+        ),
+        metadata=reg.service_md("validator"),
+    )
+
+
+def _gate_failure(err: grpc.RpcError) -> errors_pb2.GateFailure:
+    raw = dict(err.trailing_metadata())["grpc-status-details-bin"]
+    detail = errors_pb2.GateFailure()
+    status_pb2.Status.FromString(raw).details[0].Unpack(detail)
+    return detail
+
+
 def test_alias_rules(reg, stub):
     _model(stub, reg)
     stub.CreateModelVersion(_version_request(reg), metadata=alice(reg))
@@ -301,20 +347,33 @@ def test_alias_rules(reg, stub):
     assert code == grpc.StatusCode.PERMISSION_DENIED
     rm_md = reg.md("rita", ["release-manager"])
     assert stub.SetModelAlias(champion, metadata=rm_md).previous_version == 0
-    prod = pb.SetModelAliasRequest(model_name="tox21", alias=rm.MODEL_ALIAS_PROD, version=1, reason="deploy")
-    code, details = _code(lambda: stub.SetModelAlias(prod, metadata=rm_md))
+    dev = pb.SetModelAliasRequest(model_name="tox21", alias=rm.MODEL_ALIAS_DEV, version=1, reason="deployed")
+    code, details = _code(lambda: stub.SetModelAlias(dev, metadata=rm_md))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "only the deployer service" in details
-    stub.SetModelAlias(prod, metadata=reg.service_md("deployer"))
+
+    # The deployer may move it only to a version that passes the environment's gates.
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SetModelAlias(dev, metadata=reg.service_md("deployer"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    failure = _gate_failure(err.value)
+    assert failure.model.name == "tox21" and failure.environment == environment_pb2.ENVIRONMENT_DEV
+    assert gate_pb2.GATE_VALIDATION in [g.gate for g in failure.failed_gates]
+    _record_passing_report(reg, 1)
+    assert stub.SetModelAlias(dev, metadata=reg.service_md("deployer")).previous_version == 0
+
     by_alias = stub.GetModelVersionByAlias(
-        pb.GetModelVersionByAliasRequest(model_name="tox21", alias=rm.MODEL_ALIAS_PROD), metadata=alice(reg)
+        pb.GetModelVersionByAliasRequest(model_name="tox21", alias=rm.MODEL_ALIAS_DEV), metadata=alice(reg)
     )
     assert by_alias.version.ref.version == 1
-    assert set(by_alias.version.aliases) == {rm.MODEL_ALIAS_PROD, rm.MODEL_ALIAS_CHAMPION}
+    assert set(by_alias.version.aliases) == {rm.MODEL_ALIAS_DEV, rm.MODEL_ALIAS_CHAMPION}
     model = stub.GetRegisteredModel(pb.GetRegisteredModelRequest(name="tox21"), metadata=alice(reg)).model
     assert {(a.alias, a.assigned_by.subject) for a in model.aliases} == {
         (rm.MODEL_ALIAS_CHAMPION, "rita"),
-        (rm.MODEL_ALIAS_PROD, "service:deployer"),
+        (rm.MODEL_ALIAS_DEV, "service:deployer"),
     }
+    prod = pb.SetModelAliasRequest(model_name="tox21", alias=rm.MODEL_ALIAS_PROD, version=1, reason="deploy")
+    code, _ = _code(lambda: stub.SetModelAlias(prod, metadata=reg.service_md("deployer")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION  # prod needs a prod report and two approvals
     no_reason = pb.SetModelAliasRequest(model_name="tox21", alias=rm.MODEL_ALIAS_CHAMPION, version=1)
     code, _ = _code(lambda: stub.SetModelAlias(no_reason, metadata=rm_md))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
