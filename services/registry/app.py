@@ -113,9 +113,11 @@ def _wire_governance(app: RegistryApp) -> None:
 
 # ---- artifacts and audit (ArtifactService, AuditService) ------------------------------------------
 def _wire_artifacts_and_audit(app: RegistryApp) -> None:
-    """The artifact index, crash recovery at start, and the catalog's view of uploaded artifacts."""
-    from services.registry.api import artifact_servicer
+    """The artifact index, crash recovery at start, the catalog's view of artifacts; AuditService."""
+    from services.registry.api import artifact_servicer, audit_servicer
+    from services.registry.domain.audit_chain import AuditChain
     from services.registry.storage.artifact_db import SqlArtifactIndex
+    from services.registry.storage.audit_query import SqlEventQueries
 
     artifacts = Artifacts(app.blobs, SqlArtifactIndex(app.engine), app.auditor, issuer=app.config.auth.issuer)
     # Before serving: abandoned staging files and blobs whose upload never recorded them go.
@@ -124,6 +126,15 @@ def _wire_artifacts_and_audit(app: RegistryApp) -> None:
     # Only recorded artifacts can back a version (an unrecorded blob is not an artifact).
     app.catalog.artifacts = artifacts
     app.bindings.append(artifact_servicer.binding(artifacts))
+    # AuditService: a second handle on the same chain tables (appends serialize in the database).
+    settings = app.config.registry
+    chain = AuditChain(
+        SqlAuditStore(engine=app.engine),
+        SqlEventQueries(app.engine),
+        app.auditor,
+        key=settings.audit_key.reveal().encode() if settings.audit_key else None,
+    )
+    app.bindings.append(audit_servicer.binding(chain))
 
 
 # ---- end artifacts and audit ----------------------------------------------------------------------
