@@ -267,6 +267,10 @@ class JobScheduler:
         with self._cond:
             return sum(self._held.values()), sum(1 for j in self._jobs.values() if j.state is JobState.QUEUED)
 
+    def count(self, state: JobState) -> int:
+        with self._cond:
+            return sum(1 for j in self._jobs.values() if j.state is state)
+
     def uses_model(self, name: str, version: int) -> bool:
         with self._cond:
             return any(

@@ -358,6 +358,14 @@ class ModelManager:
         with self._lock:
             return sorted(e.version for e in self._entries.values() if e.name == name)
 
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """READY or not; NotFound when the runner holds no such model (version) at all."""
+        with self._lock:
+            try:
+                return self._find(name, version).state is ModelState.READY
+            except Unavailable:  # known name, no READY version yet
+                return False
+
     def is_ready(self, name: str, version: str = "") -> bool:
         with self._lock:
             try:

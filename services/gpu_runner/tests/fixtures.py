@@ -129,6 +129,109 @@ def mlflow_pyfunc_pickle_tar() -> bytes:
         return canonical_tar(target)
 
 
+# Every OIP datatype a torch model can take (all but BYTES), with the test's 2-D shape.
+TORCH_DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16",
+)  # fmt: skip
+
+
+def _echo_class():
+    import torch
+
+    class Echo(torch.nn.Module):
+        """Returns a copy of each of its 13 inputs: one per torch-representable OIP datatype."""
+
+        def forward(self, a, b, c, d, e, f, g, h, i, j, k, m, n):
+            return (
+                a.clone(), b.clone(), c.clone(), d.clone(), e.clone(), f.clone(), g.clone(),
+                h.clone(), i.clone(), j.clone(), k.clone(), m.clone(), n.clone(),
+            )  # fmt: skip
+
+    return Echo
+
+
+def _typed_echo_class():
+    import torch
+
+    class TypedEcho(torch.nn.Module):
+        """Copies of 11 inputs (every datatype with a typed contents field) plus FP16/BF16 casts."""
+
+        def forward(self, a, b, c, d, e, f, g, h, i, k, m):
+            return (
+                a.clone(), b.clone(), c.clone(), d.clone(), e.clone(), f.clone(), g.clone(),
+                h.clone(), i.clone(), k.clone(), m.clone(),
+            )  # fmt: skip
+
+    return TypedEcho
+
+
+def _half_class():
+    import torch
+
+    class Half(torch.nn.Module):
+        """FP32 in, FP16 and BF16 out (outputs that only travel raw)."""
+
+        def forward(self, x):
+            return x.to(torch.float16), x.to(torch.bfloat16)
+
+    return Half
+
+
+def echo_torchscript() -> bytes:
+    return torchscript_bytes(_echo_class()())
+
+
+def typed_echo_torchscript() -> bytes:
+    return torchscript_bytes(_typed_echo_class()())
+
+
+def half_torchscript() -> bytes:
+    return torchscript_bytes(_half_class()())
+
+
+def _echo_signature(datatypes) -> Signature:
+    return Signature(
+        inputs=tuple(TensorSpec(f"in_{d.lower()}", d, (-1, 3)) for d in datatypes),
+        outputs=tuple(TensorSpec(f"out_{d.lower()}", d, (-1, 3)) for d in datatypes),
+    )
+
+
+TYPED_DATATYPES = tuple(d for d in TORCH_DATATYPES if d not in ("FP16", "BF16"))
+ECHO_SIGNATURE = _echo_signature(TORCH_DATATYPES)
+TYPED_ECHO_SIGNATURE = _echo_signature(TYPED_DATATYPES)
+HALF_SIGNATURE = Signature(
+    inputs=(TensorSpec("x", "FP32", (-1, 3)),),
+    outputs=(TensorSpec("half", "FP16", (-1, 3)), TensorSpec("brain", "BF16", (-1, 3))),
+)
+
+
+def _embedding_class():
+    import torch
+
+    class Lookup(torch.nn.Module):
+        """An embedding table of 10 rows: ids >= 10 fail inside the model (index out of range)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = torch.nn.Embedding(10, 3)
+
+        def forward(self, ids):
+            return self.table(ids)
+
+    return Lookup
+
+
+def embedding_torchscript() -> bytes:
+    import torch
+
+    torch.manual_seed(0)
+    return torchscript_bytes(_embedding_class()())
+
+
+EMBEDDING_SIGNATURE = Signature(
+    inputs=(TensorSpec("ids", "INT64", (-1, 2)),), outputs=(TensorSpec("vectors", "FP32", (-1, 2, 3)),)
+)
+
 MLP_SIGNATURE = Signature(
     inputs=(TensorSpec("input", "FP32", (-1, IN)),), outputs=(TensorSpec("output", "FP32", (-1, OUT)),)
 )
