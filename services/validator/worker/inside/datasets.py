@@ -4,9 +4,10 @@ Datasets are untrusted bytes as much as models are (Parquet readers have had cod
 bugs), so they are parsed here and never in the service.
 
 Features are named after their columns: a scalar column `c` is feature `c`; a vector column (or
-2-D tensor) `x` of width k gives features `x[0]` .. `x[k-1]`. An input tensor is read from the
-column its name maps to (GoldenDataset.input_mapping, default: the same name); a mapping value
-with commas ("f0,f1,f2") stacks those scalar columns into one [rows, 3] tensor.
+2-D tensor) `x` of width k gives features `x:0` .. `x:k-1` (the registry allows ":" in feature
+names, not brackets). An input tensor is read from the column its name maps to
+(GoldenDataset.input_mapping, default: the same name); a mapping value with commas
+("f0,f1,f2") stacks those scalar columns into one [rows, 3] tensor.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _input_tensor(
     else:
         data = _column(columns, names[0])
         width = data.shape[1] if data.ndim == 2 else 0
-        feats = {f"{names[0]}[{i}]": data[:, i] for i in range(width)} if width else {names[0]: data}
+        feats = {f"{names[0]}:{i}": data[:, i] for i in range(width)} if width else {names[0]: data}
     shape = list(spec.get("shape", []))
     if data.ndim == 1 and len(shape) == 2 and shape[1] == 1:
         data = data.reshape(-1, 1)
