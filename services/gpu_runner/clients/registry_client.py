@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from causeway.common.v1 import environment_pb2, gate_pb2, model_pb2, tensor_pb2
+from causeway.common.v1 import digest_pb2, environment_pb2, gate_pb2, model_pb2, tensor_pb2
 from causeway.registry.v1 import (
     artifact_pb2,
     artifact_service_pb2,
@@ -80,6 +80,9 @@ class RegistryClient:
         except grpc.RpcError as err:
             raise _translate(err, f"{name} version {version}") from None
         artifact = found.artifact
+        if artifact.layout == artifact_pb2.ARTIFACT_LAYOUT_UNSPECIFIED or not artifact.size_bytes:
+            # The version carries only the digest: ask the artifact service for size and layout.
+            artifact = self._artifact(artifact.digest.hex, f"{name} version {version}")
         layout = "TAR" if artifact.layout == artifact_pb2.ARTIFACT_LAYOUT_TAR else "FILE"
         return ResolvedVersion(
             name=name,
@@ -92,6 +95,15 @@ class RegistryClient:
             tags=dict(found.tags),
             filename=artifact.filename,
         )
+
+    def _artifact(self, digest: str, what: str) -> artifact_pb2.Artifact:
+        request = artifact_service_pb2.GetArtifactRequest(
+            digest=digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex=digest)
+        )
+        try:
+            return self._artifacts.GetArtifact(request, metadata=self._metadata(), timeout=self._timeout).artifact
+        except grpc.RpcError as err:
+            raise _translate(err, f"the artifact of {what}") from None
 
     def check_gates(self, version: ResolvedVersion) -> None:
         request = governance_service_pb2.CheckGatesRequest(
@@ -118,7 +130,7 @@ class RegistryClient:
 
     def artifact_chunks(self, digest: str) -> Iterator[bytes]:
         request = artifact_service_pb2.DownloadArtifactRequest(
-            digest={"algorithm": "DIGEST_ALGORITHM_SHA256", "hex": digest}
+            digest=digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex=digest)
         )
         try:
             # No deadline per message: big artifacts take long; the stream fails if the registry dies.

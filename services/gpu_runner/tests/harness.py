@@ -53,6 +53,7 @@ class RunnerHarness:
 
 
 def runner_env(tmp_path: Path, idp: DevIdentityProvider, **overrides: str) -> dict[str, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     token_file = tmp_path / "runner-token"
     token_file.write_text(idp.service_token("gpu-runner"))
     data = tmp_path / "jobdata"
