@@ -93,6 +93,9 @@ class BatchJobs:
             raise InvalidArgument("; ".join(problems))
         if not caller.admin and spec.team not in caller.teams:
             raise PermissionDenied(f"{caller.subject} is not a member of team {spec.team!r} and cannot submit for it")
+        earlier = self.scheduler.find_request(spec.request_id)
+        if earlier is not None:  # a retry: its output exists by now, so only the scheduler's check applies
+            return self.scheduler.submit(spec, earlier.digest, caller.submitter())
         self.storage.input_files(spec.input_uri, spec.input_format)
         self.storage.check_output(spec.output_uri)
         version = self.source.resolve(spec.model_name, spec.model_version)

@@ -211,6 +211,12 @@ class JobScheduler:
             return job.snapshot()
 
     # ---- reads ----------------------------------------------------------------------------------
+    def find_request(self, request_id: str) -> Job | None:
+        """The job submitted with `request_id`, if any (idempotent retries)."""
+        with self._cond:
+            job_id = self._by_request.get(request_id) if request_id else None
+            return self._jobs[job_id].snapshot() if job_id else None
+
     def get(self, job_id: str) -> Job:
         with self._cond:
             return self._get(job_id).snapshot()
