@@ -71,6 +71,17 @@ checks:
   - {name: load, type: safe_load}
   - {name: signature, type: signature_match, parameters: {batch_size: 4}}
 """,
+    "slow.yaml": """\
+name: slow
+description: generous limits, for cancelling a run that is busy in its worker
+timeout: 30m
+allowed_formats: [torchscript]
+sandbox: {memory_bytes: 3GiB, cpu_time_limit: 20m, max_file_bytes: 8MiB, wall_time_limit: 20m}
+checks:
+  - {name: format, type: format_allowlist}
+  - {name: load, type: safe_load}
+  - {name: signature, type: signature_match}
+""",
 }
 
 

