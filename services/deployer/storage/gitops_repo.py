@@ -295,7 +295,10 @@ class GitopsRepo:
             if proc.returncode == 0:
                 return True
             text = (proc.stdout + proc.stderr).decode(errors="replace")
-            if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text or "already exists" in text:
+            refused = [line for line in proc.stdout.decode(errors="replace").splitlines() if line.startswith("!")]
+            # A ref the server refused because it moved (stale, or a concurrent receive-pack won the
+            # ref lock) is a lost race: rebuild and retry. Hooks and permissions are real errors.
+            if refused and "hook declined" not in text and "protected" not in text:
                 return False
             raise GitError(["push", "origin"], proc.returncode, text)
         ref = f"refs/heads/{branch}"
