@@ -71,6 +71,16 @@ checks:
   - {name: load, type: safe_load}
   - {name: signature, type: signature_match, parameters: {batch_size: 4}}
 """,
+    "quick.yaml": """\
+name: quick
+description: no sandbox needed (digest and format only), for API tests that need finished runs fast
+timeout: 5m
+allowed_formats: [torchscript, safetensors, onnx]
+sandbox: {memory_bytes: 1GiB, cpu_time_limit: 60s, max_file_bytes: 8MiB, wall_time_limit: 60s}
+checks:
+  - {name: digest, type: digest_match}
+  - {name: format, type: format_allowlist}
+""",
     "slow.yaml": """\
 name: slow
 description: generous limits, for cancelling a run that is busy in its worker
