@@ -88,7 +88,7 @@ def release_env(release: Release) -> bytes:
         f"CAUSEWAY_MODEL_VERSION={release.version}",
         f"CAUSEWAY_MODEL_ARTIFACT_DIGEST={release.artifact_digest}",
         f"CAUSEWAY_DEPLOYMENT_ID={release.deployment_id}",
-        f"CAUSEWAY_GPU_RUNNER_PRELOAD_MODELS={release.model_name}:{release.version}",
+        f"CAUSEWAY_GPU_RUNNER_PRELOAD={release.model_name}:{release.version}",
     ]
     return ("\n".join(lines) + "\n").encode()
 
@@ -111,7 +111,7 @@ def _pod_template(release: Release) -> dict[str, Any]:
         ("CAUSEWAY_GPU_RUNNER_ENVIRONMENT", release.environment),
         ("CAUSEWAY_GPU_RUNNER_REGISTRY_ADDRESS", release.registry_address),
         ("CAUSEWAY_GPU_RUNNER_AUTH_SERVICE_TOKEN_FILE", "/var/run/secrets/causeway/identity/token"),
-        ("CAUSEWAY_GPU_RUNNER_CACHE_DIR", "/var/cache/gpu-runner"),
+        ("CAUSEWAY_GPU_RUNNER_DATA_DIR", "/var/cache/gpu-runner"),
     ]
     probe = {"grpc": {"port": GRPC_PORT}}
     return {

@@ -11,8 +11,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +39,7 @@ from causeway.registry.v1 import (
 from libs.auth.dev_idp import DevIdentityProvider
 from libs.auth.interceptor import bearer
 from libs.testing.processes import ServerProcess
+from libs.testing.registry_process import registry_process
 
 ENV = {
     "dev": environment_pb2.ENVIRONMENT_DEV,
@@ -51,14 +50,6 @@ ENV = {
 
 def _digest(hex_digest: str) -> digest_pb2.Digest:
     return digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex=hex_digest)
-
-
-def registry_argv() -> list[str]:
-    """The registry binary from Bazel runfiles, else its main module from the checkout."""
-    runfiles = Path(os.environ.get("TEST_SRCDIR", "/nonexistent")) / "causeway_monorepo" / "services/registry/registry"
-    if runfiles.exists():
-        return [str(runfiles)]
-    return [sys.executable, "-m", "services.registry.main"]
 
 
 @dataclasses.dataclass
@@ -74,7 +65,7 @@ class Registry:
     def md(self, subject: str, *roles: str):
         return bearer(self.idp.issue(subject, roles, teams=["oncology"], name=subject.title()))
 
-    def register(self, name: str, payload: bytes | None = None, submitter: str = "sam") -> int:
+    def register(self, name: str, payload: bytes | None = None, submitter: str = "sam", model_format: int = 0) -> int:
         """Upload bytes as an artifact and create the next version of `name`; returns the version."""
         md = self.md(submitter, "researcher")
         stub = reg_grpc.RegistryServiceStub(self.channel)
@@ -98,7 +89,7 @@ class Registry:
         request = reg.CreateModelVersionRequest(
             model_name=name,
             artifact_digest=_digest(digest),
-            format=model_pb2.MODEL_FORMAT_SAFETENSORS,
+            format=model_format or model_pb2.MODEL_FORMAT_SAFETENSORS,
             request_id=str(uuid.uuid4()),
         )
         request.signature.inputs.append(
@@ -160,9 +151,9 @@ class Registry:
             .approval
         )
 
-    def release(self, name: str, *, through: str = "prod") -> int:
+    def release(self, name: str, *, through: str = "prod", payload: bytes | None = None, model_format: int = 0) -> int:
         """A new version validated everywhere and approved up to `through` (test: 1, prod: 2 QA)."""
-        version = self.register(name)
+        version = self.register(name, payload, model_format=model_format)
         self.validate(name, version)
         if through in ("test", "prod"):
             self.approve(name, version, "test", "rita", "reviewer")
@@ -174,22 +165,11 @@ class Registry:
 
 @contextlib.contextmanager
 def running_registry(tmp_path: Path, idp: DevIdentityProvider) -> Iterator[Registry]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "CAUSEWAY_REGISTRY_DATA_DIR": str(tmp_path / "registry"),
-            "CAUSEWAY_REGISTRY_AUTH_JWKS": str(idp.jwks_path),
-            "CAUSEWAY_REGISTRY_AUTH_ISSUER": idp.issuer,
-            "CAUSEWAY_REGISTRY_AUTH_AUDIENCE": idp.audience,
-            "CAUSEWAY_REGISTRY_HOST": "127.0.0.1",
-            "CAUSEWAY_REGISTRY_PORT": "0",
-            "CAUSEWAY_REGISTRY_GRACE_SECONDS": "0",
-        }
-    )
-    with ServerProcess(registry_argv(), env=env, ready_timeout=120) as process:
-        channel = grpc.insecure_channel(process.address)
+    """The real registry binary (libs/testing/registry_process) and a channel to it."""
+    with registry_process(tmp_path / "registry", idp) as registry:
+        channel = grpc.insecure_channel(registry.address)
         grpc.channel_ready_future(channel).result(timeout=30)
         try:
-            yield Registry(process, idp, channel)
+            yield Registry(registry.process, idp, channel)
         finally:
             channel.close()

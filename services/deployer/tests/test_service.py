@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.rpc import status_pb2
 
+from causeway.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from causeway.common.v1 import environment_pb2 as envpb
 from causeway.common.v1 import errors_pb2, gate_pb2, model_pb2
 from causeway.deployer.v1 import deployer_service_pb2 as svc
@@ -135,6 +136,18 @@ def test_deploy_to_dev_is_one_direct_commit_naming_version_evidence_and_requeste
     assert commits[0].actor.subject == "rhea"
     # The registry's dev alias follows the deployment.
     assert registry_model_pb2.MODEL_ALIAS_DEV in registry.version(name, version).aliases
+    # ... and the events reach the registry's audit chain, appended by the deployer's identity.
+    assert deployer.app.audit.flush() == 0
+    listing = audit_service_pb2.ListEventsRequest(page_size=100)
+    listing.filter.subject = f"deployments/{d.deployment_id}"
+    chained = (
+        audit_service_pb2_grpc.AuditServiceStub(registry.channel)
+        .ListEvents(listing, metadata=registry.md("auditor", "qa-approver"))
+        .events
+    )
+    assert [e.action for e in chained] == ["deployment.accept", "deployment.commit"]
+    assert {e.recorded_by.subject for e in chained} == {"service:deployer"}
+    assert chained[1].actor.subject == "rhea" and chained[1].payload_digest.hex == d.artifact_digest.hex
 
 
 def test_the_same_request_id_returns_the_first_deployment(deployer, registry) -> None:
