@@ -95,7 +95,8 @@ def _wire_governance(app: RegistryApp) -> None:
         app.catalog,
         app.auditor,
         load_policies(settings.policies_file),  # a bad file stops the start, naming file and line
-        artifact_exists=lambda digest: app.blobs.stat(digest) is not None,
+        # An artifact exists once recorded (domain/artifacts.py), not merely because a blob does.
+        artifact_exists=lambda digest: app.artifacts is not None and app.artifacts.layout_of(digest) is not None,
         signing_window_minutes=settings.signing_window_minutes,
         issuer=app.config.auth.issuer,
     )

@@ -11,6 +11,7 @@ from libs.config.settings import Secret, load, setting
 from libs.grpc_server.settings import ServerSettings
 
 PREFIX = "CAUSEWAY_REGISTRY_"
+REGISTRY_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,4 +77,7 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
             problems += err.problems
     if problems:
         raise ConfigError(problems)
+    if PREFIX + "MAX_MESSAGE_BYTES" not in env:
+        # Uploads send chunks of up to 4 MiB plus framing: the shared 4 MiB default is too small here.
+        parts["server"] = dataclasses.replace(parts["server"], max_message_bytes=REGISTRY_MAX_MESSAGE_BYTES)
     return Config(**parts)

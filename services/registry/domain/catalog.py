@@ -88,11 +88,11 @@ class ModelCatalog:
 
     def get_model(self, name: str) -> RegisteredModelRecord:
         naming.model_name(name)
-        entity = self.mlflow.get_model(name)
-        latest, _ = self.mlflow.search_versions(f"name = '{quote(name)}'", 1, None, ["version_number DESC"])
-        return self._model_record(entity, latest[0].version if latest else 0)
+        return self._model_record(self.mlflow.get_model(name))
 
-    def _model_record(self, entity, latest_version: int) -> RegisteredModelRecord:
+    def _model_record(self, entity) -> RegisteredModelRecord:
+        """From MLflow's entity alone (it carries the latest version per stage and the aliases)."""
+        latest_version = max((int(v.version) for v in entity.latest_versions or ()), default=0)
         raw = dict(entity.tags or {})
         aliases = []
         for alias, version in sorted((entity.aliases or {}).items()):
@@ -227,7 +227,8 @@ class ModelCatalog:
         naming.model_name(name)
         naming.version_number(version)
         entity = self.mlflow.get_version(name, version)
-        return self._version_record(entity, self._aliases_of(name))
+        # MLflow fills a single version's aliases on get (not on search).
+        return self._version_record(entity, {alias: version for alias in entity.aliases or ()})
 
     def _version_record(self, entity, aliases: dict[str, int]) -> ModelVersionRecord:
         raw = dict(entity.tags or {})

@@ -127,7 +127,7 @@ class Discovery:
                 continue
             if query.has_alias and query.has_alias not in (entity.aliases or {}):
                 continue
-            results.append(self.catalog.get_model(entity.name))
+            results.append(self.catalog._model_record(entity))
         return results, encode_token(fingerprint, inner)
 
     def search_versions(self, query: VersionQuery, size: int, token: str) -> tuple[list[ModelVersionRecord], str]:
