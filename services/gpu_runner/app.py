@@ -17,6 +17,7 @@ from libs.grpc_server.server import ServiceBinding
 from services.gpu_runner.api import oip_servicer, runner_servicer
 from services.gpu_runner.api.permissions import METHOD_PERMISSIONS, PUBLIC_METHODS
 from services.gpu_runner.api.runner_models import RunnerInfo
+from services.gpu_runner.api.token_cache import CachingTokenVerifier
 from services.gpu_runner.clients.registry_client import RegistryClient
 from services.gpu_runner.config import Config
 from services.gpu_runner.domain.artifact_cache import ArtifactCache
@@ -97,7 +98,8 @@ def _auth_interceptor(config: Config) -> AuthInterceptor:
             leeway_seconds=auth.leeway_seconds,
         ),
     )
-    return AuthInterceptor(verifier, Authorizer(METHOD_PERMISSIONS), public_methods=PUBLIC_METHODS)
+    cached = CachingTokenVerifier(verifier, ttl_seconds=config.runner.token_cache_seconds)
+    return AuthInterceptor(cached, Authorizer(METHOD_PERMISSIONS), public_methods=PUBLIC_METHODS)
 
 
 def _registry_source(config: Config) -> tuple[RegistryClient, grpc.Channel]:

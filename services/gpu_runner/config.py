@@ -45,7 +45,13 @@ class RunnerSettings:
     )
     evict_idle: bool = setting("EVICT_IDLE", default=True, help="evict idle models (LRU) to make room for a load")
     max_batch_size: int = setting("MAX_BATCH_SIZE", default=32, minimum=1, help="default dynamic batch size")
-    max_queue_delay_ms: float = setting("MAX_QUEUE_DELAY_MS", default=2.0, minimum=0, maximum=10_000)
+    max_queue_delay_ms: float = setting(
+        "MAX_QUEUE_DELAY_MS",
+        default=0.0,
+        minimum=0,
+        maximum=10_000,
+        help="longest wait for batch-mates; 0 (Triton's default too): batch what queued while the model ran",
+    )
     max_queued_requests: int = setting("MAX_QUEUED_REQUESTS", default=1024, minimum=1, help="per model")
     unload_grace_seconds: float = setting("UNLOAD_GRACE_SECONDS", default=30.0, minimum=0)
     gate_recheck_seconds: float = setting(
@@ -57,6 +63,9 @@ class RunnerSettings:
     team_max_queued: int = setting("TEAM_MAX_QUEUED", default=16, minimum=0, help="default per-team queued jobs")
     job_data_roots: tuple[Path, ...] = setting(
         "JOB_DATA_ROOTS", default=(), help="directories file:// job inputs/outputs must lie in; empty: no file://"
+    )
+    token_cache_seconds: float = setting(
+        "TOKEN_CACHE_SECONDS", default=60.0, minimum=0, maximum=600, help="trust a verified token this long"
     )
     torch_threads: int = setting("TORCH_THREADS", default=0, minimum=0, help="intra-op threads; 0: torch default")
 

@@ -98,18 +98,30 @@ class Batcher:
 
     # ---- callers -------------------------------------------------------------------------------
     def submit(self, inputs: Arrays, rows: int) -> Future:
-        """Queue one request (already checked against the signature); its future gets its outputs."""
+        """Queue one request (already checked against the signature); its future gets its outputs.
+
+        With no queue delay, a request that finds the model idle runs at once on the caller's
+        thread (no hand-off to the worker: that is most of the cost of a small model at low load);
+        requests arriving meanwhile queue and the worker batches them when it finishes.
+        """
         future: Future = Future()
         key = tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))
+        pending = _Pending(inputs, rows, key, self._clock(), future)
         with self._cond:
             if self._stopping:
                 raise Unavailable(f"model {self.name} is unloading; retry against another replica or version")
-            if len(self._queue) >= self.config.max_queued_requests:
-                raise ResourceExhausted(
-                    f"model {self.name}: {len(self._queue)} requests are queued (the limit); retry with backoff"
-                )
-            self._queue.append(_Pending(inputs, rows, key, self._clock(), future))
-            self._cond.notify()
+            inline = self.config.max_queue_delay_s == 0 and not self._queue and not self._running
+            if inline:
+                self._running = 1
+            else:
+                if len(self._queue) >= self.config.max_queued_requests:
+                    raise ResourceExhausted(
+                        f"model {self.name}: {len(self._queue)} requests are queued (the limit); retry with backoff"
+                    )
+                self._queue.append(pending)
+                self._cond.notify_all()
+        if inline:
+            self._run_batch([pending])
         return future
 
     def infer(self, inputs: Arrays, rows: int, timeout: float | None = None) -> Arrays:
@@ -147,8 +159,8 @@ class Batcher:
     def _take(self) -> list[_Pending] | None:
         """Block until a batch closes; return it (None when stopping with an empty queue)."""
         with self._cond:
-            while not self._queue:
-                if self._stopping:
+            while not self._queue or self._running:  # one forward pass at a time per model
+                if self._stopping and not self._queue:
                     return None
                 self._cond.wait()
             deadline = self._queue[0].arrival + self.config.max_queue_delay_s
@@ -177,23 +189,28 @@ class Batcher:
             batch = self._take()
             if batch is None:
                 return
-            waited = self._clock() - batch[0].arrival
-            try:
-                self._execute(batch)
-            except BaseException as err:  # never let the worker die with requests unanswered
-                log.exception("batcher %s failed", self.name)
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(err)
-            finally:
-                with self._cond:
-                    self._running = 0
-            rows = sum(p.rows for p in batch)
-            self.stats.batches += 1
-            self.stats.requests += len(batch)
-            self.stats.rows += rows
-            if self._on_batch is not None:
-                self._on_batch(len(batch), rows, waited)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        """Run a batch (on the worker, or inline on a caller), then let the worker take the next."""
+        waited = self._clock() - batch[0].arrival
+        rows = sum(p.rows for p in batch)
+        try:
+            self._execute(batch)
+        except BaseException as err:  # never leave requests unanswered
+            log.exception("batcher %s failed", self.name)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(err)
+        finally:
+            with self._cond:
+                self._running = 0
+                self.stats.batches += 1
+                self.stats.requests += len(batch)
+                self.stats.rows += rows
+                self._cond.notify_all()
+        if self._on_batch is not None:
+            self._on_batch(len(batch), rows, waited)
 
     def _execute(self, batch: list[_Pending]) -> None:
         if len(batch) == 1:

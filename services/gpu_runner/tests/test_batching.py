@@ -138,16 +138,34 @@ def test_full_queue_is_resource_exhausted_and_stopped_batcher_unavailable():
     model = Recorder()
     model.gate.clear()
     batcher = Batcher("m", model, BatchingConfig(max_batch_size=1, max_queue_delay_s=0, max_queued_requests=2))
-    batcher.submit(_x(1), 1)
-    time.sleep(0.05)  # the first is running (blocked), two more fill the queue
+    # The first request finds the model idle and runs inline on its caller's thread (held by the gate).
+    first = threading.Thread(target=batcher.infer, args=(_x(1), 1))
+    first.start()
+    time.sleep(0.05)
     batcher.submit(_x(1), 1)
     batcher.submit(_x(1), 1)
     with pytest.raises(ResourceExhausted, match="requests are queued"):
         batcher.submit(_x(1), 1)
     model.gate.set()
+    first.join(5)
     batcher.stop()
     with pytest.raises(Unavailable):
         batcher.submit(_x(1), 1)
+
+
+def test_an_idle_model_runs_a_request_inline_and_batches_what_queued_meanwhile():
+    model = Recorder()
+    model.gate.clear()
+    batcher = Batcher("m", model, BatchingConfig(max_batch_size=8, max_queue_delay_s=0))
+    first = threading.Thread(target=batcher.infer, args=(_x(1), 1))
+    first.start()
+    time.sleep(0.05)  # first runs inline (held by the gate); these three queue behind it
+    futures = _submit_many(batcher, [2, 3, 4])
+    model.gate.set()
+    first.join(5)
+    assert [f.result(5)["y"][0, 0] for f in futures] == [4, 6, 8]
+    assert model.calls == [1, 3]  # one inline pass, then one merged batch of the three
+    batcher.stop()
 
 
 def test_outputs_that_do_not_keep_the_batch_dimension_fall_back_to_single_runs():
