@@ -14,6 +14,8 @@ DEBIAN_PACKAGES=(
   "npm /usr/bin/npm"
   "postgresql /usr/lib/postgresql/15/bin/postgres"
   "util-linux /usr/bin/setpriv"
+  "bubblewrap /usr/bin/bwrap"
+  "libseccomp2 /usr/lib/x86_64-linux-gnu/libseccomp.so.2"
 )
 
 missing=()

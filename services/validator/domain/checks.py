@@ -119,7 +119,10 @@ class SafeLoad:
         if isinstance(step, Outcome):
             return step
         loader = str(step.result.get("loader", ""))
-        evidence = dict(step.result) | {"seconds": round(step.seconds, 3)}
+        evidence = dict(step.result) | {
+            "load_seconds": round(step.seconds, 3),
+            "worker_start_seconds": round(ctx.model_start_seconds, 3),  # sandbox set-up and imports
+        }
         if "UNRESTRICTED" in loader:
             return Outcome(FAILED, f"loaded with {loader}, which is not a safe loader", evidence)
         return Outcome(PASSED, f"loaded in the sandbox with {loader}", evidence)

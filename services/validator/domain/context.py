@@ -78,6 +78,8 @@ class RunContext:
         self.deadline = deadline
         self.cancelled = cancelled
         self.worker_runtime: dict[str, Any] = {}
+        self.last_start_seconds = 0.0  # sandbox set-up and imports of the last worker started
+        self.model_start_seconds = 0.0
         self._run_dir: Path | None = None
         self._downloads: dict[str, Download] = {}
         self._sessions: list[WorkerSessionPort] = []
@@ -170,6 +172,7 @@ class RunContext:
         except SandboxUnavailable as err:
             raise RunAborted(err.message) from err
         self._sessions.append(session)
+        started = time.monotonic()
         try:
             ready = session.wait_ready(min(READY_TIMEOUT_SECONDS, self.remaining()))
         except WorkerStopped as err:
@@ -178,6 +181,7 @@ class RunContext:
             raise RunAborted(err.message) from err
         if not self.worker_runtime:
             self.worker_runtime = dict(ready)
+        self.last_start_seconds = time.monotonic() - started
         return session
 
     def step(self, session: WorkerSessionPort, name: str) -> StepResult:
@@ -258,6 +262,7 @@ class RunContext:
             dest = "/input/" + download.path.name
             job, files = self._model_job(self.version, dest, steps)
             self._model = self.start_worker(job, [(download.path, dest), *files])
+            self.model_start_seconds = self.last_start_seconds
             return self._model
 
     def champion_predictions(self, batch_size: int) -> StepResult:
