@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--golden", help="golden dataset file")
     register.add_argument("--golden-format", default="parquet")
     register.add_argument("--label-key", default="label")
+    register.add_argument(
+        "--map", action="append", default=[], help="INPUT=COLUMN[,COLUMN...]: golden-set columns feeding an input"
+    )
     register.add_argument("--baseline", help="training data (parquet/csv) to compute the baseline from")
     register.add_argument("--training-run", default="")
     register.add_argument("--commit", default="")
@@ -86,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--env", required=True, choices=sorted(lifecycle.ENVIRONMENTS))
     deploy.add_argument("--cloud", default="local", choices=sorted(lifecycle.CLOUDS))
     deploy.add_argument("--reason", default="deploy")
+    deploy.add_argument("--no-wait", action="store_true", help="return once the change is committed")
 
     promote = sub.add_parser("promote", help="promote what runs in one environment to the next")
     promote.add_argument("name")
@@ -93,16 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("--to", dest="target", required=True, choices=sorted(lifecycle.ENVIRONMENTS))
     promote.add_argument("--cloud", default="local", choices=sorted(lifecycle.CLOUDS))
     promote.add_argument("--reason", default="promote")
+    promote.add_argument("--no-wait", action="store_true", help="return once the change is committed")
 
     rollback = sub.add_parser("rollback", help="roll an environment back to its previous approved revision")
     rollback.add_argument("name")
     rollback.add_argument("--env", required=True, choices=sorted(lifecycle.ENVIRONMENTS))
     rollback.add_argument("--cloud", default="local", choices=sorted(lifecycle.CLOUDS))
     rollback.add_argument("--reason", default="rollback")
+    rollback.add_argument("--no-wait", action="store_true", help="return once the change is committed")
 
     infer = sub.add_parser("infer", help="one inference call (Open Inference Protocol)")
     infer.add_argument("name")
     infer.add_argument("--version", default="")
+    infer.add_argument("--env", default="dev", choices=sorted(lifecycle.ENVIRONMENTS), help="whose runner to call")
     infer.add_argument("--input", action="append", required=True, help="NAME=JSON nested list")
 
     audit = sub.add_parser("audit", help="the audit chain")
@@ -112,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_event(event) -> None:
     print(lifecycle.dumps(event).replace("\n", " "), flush=True)
+
+
+def _print_deployment(ctx: Context, args, deployment) -> None:
+    if not args.no_wait:
+        deployment = lifecycle.wait(ctx, deployment)
+    print(lifecycle.dumps(deployment))
 
 
 def run(argv: list[str]) -> int:
@@ -133,17 +146,20 @@ def run(argv: list[str]) -> int:
     elif args.command == "approve":
         print(lifecycle.dumps(lifecycle.approve(ctx, args.name, args.version, args.env, args.meaning, args.reason)))
     elif args.command == "deploy":
-        print(lifecycle.dumps(lifecycle.deploy(ctx, args.name, args.version, args.env, args.cloud, args.reason)))
+        _print_deployment(ctx, args, lifecycle.deploy(ctx, args.name, args.version, args.env, args.cloud, args.reason))
     elif args.command == "promote":
-        print(lifecycle.dumps(lifecycle.promote(ctx, args.name, args.source, args.target, args.cloud, args.reason)))
+        _print_deployment(
+            ctx, args, lifecycle.promote(ctx, args.name, args.source, args.target, args.cloud, args.reason)
+        )
     elif args.command == "rollback":
-        print(lifecycle.dumps(lifecycle.rollback(ctx, args.name, args.env, args.cloud, args.reason)))
+        _print_deployment(ctx, args, lifecycle.rollback(ctx, args.name, args.env, args.cloud, args.reason))
     elif args.command == "infer":
         inputs = {}
         for item in args.input:
             key, value = item.split("=", 1)
             inputs[key] = json.loads(value)
-        print(json.dumps(lifecycle.infer(ctx, args.name, args.version, inputs), indent=2))
+        outputs = lifecycle.infer(ctx, args.name, args.version, inputs, service=f"runner-{args.env}")
+        print(json.dumps(outputs, indent=2))
     elif args.command == "audit":
         from causeway.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 

@@ -86,6 +86,9 @@ def register(ctx: Context, args) -> rm.ModelVersion:
         dataset.role = rm.DATASET_ROLE_GOLDEN
         dataset.format = rm.DatasetFormat.Value("DATASET_FORMAT_" + args.golden_format.upper())
         request.golden_dataset.label_key = args.label_key
+        for mapping in args.map:
+            input_name, columns = mapping.split("=", 1)
+            request.golden_dataset.input_mapping[input_name] = columns
         request.lineage.datasets.append(dataset)
     if args.baseline:
         from tools.cli.baseline import baseline_from
@@ -155,6 +158,26 @@ def deploy(ctx: Context, name: str, version: int, environment: str, cloud: str, 
         request_id=str(uuid.uuid4()),
     )
     return stub.DeployModel(request, metadata=ctx.metadata()).deployment
+
+
+_FINAL = {"DEPLOYMENT_STATE_SUCCEEDED", "DEPLOYMENT_STATE_FAILED", "DEPLOYMENT_STATE_AWAITING_MERGE"}
+
+
+def wait(ctx: Context, deployment, timeout: float = 300.0):
+    """Poll a deployment until it succeeded, failed or waits for a merge (CliError on timeout)."""
+    import time
+
+    from causeway.deployer.v1 import deployment_pb2
+
+    stub = dep_grpc.DeployerServiceStub(ctx.channel("deployer"))
+    deadline = time.monotonic() + timeout
+    while deployment_pb2.DeploymentState.Name(deployment.state) not in _FINAL:
+        if time.monotonic() > deadline:
+            raise CliError(f"deployment {deployment.deployment_id} still {deployment.state} after {timeout:.0f} s")
+        time.sleep(0.5)
+        request = dep.GetDeploymentRequest(deployment_id=deployment.deployment_id)
+        deployment = stub.GetDeployment(request, metadata=ctx.metadata()).deployment
+    return deployment
 
 
 def promote(ctx: Context, name: str, source: str, target: str, cloud: str, reason: str):
