@@ -24,6 +24,9 @@ import pytest
 import torch
 from google.protobuf import json_format
 
+from causeway.audit.v1 import audit_event_pb2
+from causeway.audit.v1 import audit_service_pb2 as apb
+from causeway.audit.v1 import audit_service_pb2_grpc as apb_grpc
 from causeway.common.v1 import environment_pb2, validation_pb2
 from causeway.registry.v1 import governance_service_pb2 as gpb
 from causeway.registry.v1 import governance_service_pb2_grpc as gpb_grpc
@@ -108,6 +111,13 @@ def test_a_good_model_passes_and_its_report_is_recorded_in_the_registry(stack, m
     status = {v.environment: v for v in stack.get_version("tox21", version).validations}
     assert status[environment_pb2.ENVIRONMENT_DEV].verdict == validation_pb2.VALIDATION_VERDICT_PASSED
     assert status[environment_pb2.ENVIRONMENT_DEV].report_digest.hex == report.report_digest.hex
+    # ... and the registry put the report digest into its audit chain, recorded by the validator.
+    audit = apb_grpc.AuditServiceStub(stack.registry_channel)
+    events = audit.ListEvents(
+        apb.ListEventsRequest(filter=audit_event_pb2.EventFilter(actor_subject="service:validator"), page_size=1000),
+        metadata=stack.md("quinn", ["qa-approver"]),
+    ).events
+    assert report.report_digest.hex in {e.payload_digest.hex for e in events}
 
 
 def test_rerunning_the_same_policy_on_the_same_artifact_reproduces_the_metrics(stack, mlp, golden):
