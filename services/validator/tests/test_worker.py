@@ -178,7 +178,7 @@ def test_a_model_that_allocates_too_much_is_stopped(workers):
 
 
 def test_a_model_that_never_returns_is_killed(workers):
-    limits = SandboxLimits(memory_bytes=3 << 30, cpu_seconds=4, max_file_bytes=8 << 20, wall_seconds=30)
+    limits = SandboxLimits(memory_bytes=3 << 30, cpu_seconds=4, max_file_bytes=8 << 20, wall_seconds=90)
     session = start(
         workers,
         models.torchscript(models.NeverReturns()),

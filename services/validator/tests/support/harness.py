@@ -63,7 +63,7 @@ name: tight
 description: small limits, to show a hostile model is stopped and reported
 timeout: 5m
 allowed_formats: [torchscript]
-sandbox: {memory_bytes: 2GiB, cpu_time_limit: 8s, max_file_bytes: 8MiB, wall_time_limit: 20s}
+sandbox: {memory_bytes: 2GiB, cpu_time_limit: 8s, max_file_bytes: 8MiB, wall_time_limit: 90s}
 checks:
   - {name: digest, type: digest_match}
   - {name: scan, type: artifact_scan}
