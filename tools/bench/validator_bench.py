@@ -166,7 +166,11 @@ def validate(registry_address: str, idp, root: Path, version: int) -> dict:
         "CAUSEWAY_VALIDATOR_AUTH_AUDIENCE": idp.audience,
         "CAUSEWAY_VALIDATOR_AUTH_SERVICE_TOKEN_FILE": str(root / "validator.token"),
     }
-    app = build_app(load_config(env))
+    try:
+        app = build_app(load_config(env))
+    except Exception:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     app.start()
     server = GrpcServer(
         app.bindings, ServerSettings(port=0, metrics_port=-1, grace_seconds=0), interceptors=app.interceptors
