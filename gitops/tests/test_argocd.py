@@ -40,20 +40,31 @@ def _fill(template, params: dict[str, object]):
     return re.sub(r"\{\{(.*?)\}\}", one, template)
 
 
-def _generated() -> list[dict]:
-    """The Applications the matrix generator yields for the directories and one cluster per pair."""
+def _merge(base: dict, override: dict) -> dict:
+    """A generator's template over the ApplicationSet's (maps merged key by key)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _generated(root: Path = REPO_ROOT) -> list[dict]:
+    """The Applications each matrix generator yields for its directories and one cluster per pair."""
     appset = _appset()
-    git, clusters = appset["spec"]["generators"][0]["matrix"]["generators"]
-    pattern = git["git"]["directories"][0]["path"]
     apps = []
-    for directory in sorted(REPO_ROOT.glob(pattern)):
-        rel = directory.relative_to(REPO_ROOT).as_posix()
-        params = {"path.path": rel, "path.basename": directory.name, "path.segments": rel.split("/")}
-        selector = _fill(clusters["clusters"]["selector"]["matchLabels"], params)
-        params["name"] = f"causeway-{selector['causeway.io/cloud']}-{selector['causeway.io/environment']}"
-        app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"}
-        app |= _fill(appset["spec"]["template"], params)
-        apps.append(app)
+    for generator in appset["spec"]["generators"]:
+        git, clusters = generator["matrix"]["generators"]
+        template = _merge(appset["spec"]["template"], generator["matrix"].get("template", {}))
+        for directory in sorted(p for p in root.glob(git["git"]["directories"][0]["path"]) if p.is_dir()):
+            rel = directory.relative_to(root).as_posix()
+            params = {"path.path": rel, "path.basename": directory.name, "path.segments": rel.split("/")}
+            selector = _fill(clusters["clusters"]["selector"]["matchLabels"], params)
+            if selector["causeway.io/cloud"] not in CLOUDS:
+                continue  # no cluster carries that label (models/local is the single machine's)
+            params["name"] = f"causeway-{selector['causeway.io/cloud']}-{selector['causeway.io/environment']}"
+            app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application"}
+            app |= _fill(template, params)
+            apps.append(app)
     return apps
 
 
@@ -83,6 +94,28 @@ def test_one_valid_application_per_cloud_and_environment() -> None:
         assert not validator().errors(app), validator().errors(app)
         assert app["spec"]["project"] in projects
         assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+
+
+def test_each_model_directory_is_its_own_application(tmp_path) -> None:
+    import shutil
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "gitops", root / "gitops")
+    for cloud, env in (("aws", "prod"), ("gcp", "dev"), ("local", "dev")):
+        model = root / "gitops" / "models" / cloud / env / "tox"
+        model.mkdir(parents=True)
+        (model / "kustomization.yaml").write_text("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
+    apps = {a["metadata"]["name"]: a for a in _generated(root)}
+    assert set(apps) == {f"causeway-{c}-{e}" for c in CLOUDS for e in ENVIRONMENTS} | {
+        "causeway-aws-prod-model-tox",
+        "causeway-gcp-dev-model-tox",
+    }
+    model = apps["causeway-aws-prod-model-tox"]
+    assert model["spec"]["project"] == "causeway-prod" and model["spec"]["destination"]["name"] == "causeway-aws-prod"
+    assert model["spec"]["source"]["path"] == "gitops/models/aws/prod/tox"
+    assert model["metadata"]["annotations"]["argocd.argoproj.io/manifest-generate-paths"] == ".;/gitops/components"
+    assert model["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert not validator().errors(model)
 
 
 def _referenced_dirs(directory: Path, seen: set[Path]) -> set[Path]:

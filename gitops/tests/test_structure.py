@@ -23,7 +23,12 @@ def test_layout_matches_the_architecture() -> None:
         assert "kind: Component" in text
     for cloud, env in ENV_PAIRS:
         assert (ROOT / "envs" / cloud / env / "kustomization.yaml").is_file()
-        assert (ROOT / "models" / cloud / env / "kustomization.yaml").is_file()
+        # Models are their own Applications, never part of an environment's render.
+        assert "models" not in (ROOT / "envs" / cloud / env / "kustomization.yaml").read_text()
+    assert (ROOT / "models" / "README.md").is_file()
+    for cloud in ("aws", "gcp"):  # what model directories include for GPU placement
+        assert (ROOT / "components" / cloud / "gpu-placement" / "kustomization.yaml").is_file()
+    assert (ROOT / "components" / "prod" / "zone-spread" / "kustomization.yaml").is_file()
     assert (ROOT / "argocd" / "projects").is_dir() and (ROOT / "argocd" / "applicationsets").is_dir()
     assert (ROOT / "platform" / "kueue" / "kustomization.yaml").is_file()
 

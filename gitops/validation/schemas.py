@@ -1,6 +1,6 @@
 """Schema validation of rendered objects: Kubernetes kinds and the CRDs in gitops/schemas.
 
-Kubernetes' own kinds go through kubernetes-validate in strict mode (unknown fields are errors).
+Kubernetes' own kinds go through kubernetes-validate's strict schemas (unknown fields are errors).
 Custom resources are checked against their CRD's openAPIV3Schema with every object closed, since
 CRD schemas leave objects open and the API server would silently prune a misspelled field.
 A kind with no schema at all is an error: nothing reaches a cluster unchecked.
@@ -9,14 +9,16 @@ A kind with no schema at all is an error: nothing reaches a cluster unchecked.
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
 import yaml
 from kubernetes_validate import utils as kv_utils
+from referencing import Registry, Resource
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -71,6 +73,23 @@ def _location(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<root>"
 
 
+@functools.cache
+def _kubernetes_validator(version: str, api_version: str, kind: str) -> jsonschema.protocols.Validator | None:
+    """kubernetes-validate's strict schema for a kind, built once: its validate() reloads and
+    re-resolves the schema files on every call (~10 ms an object, minutes for a big tree)."""
+    wanted = kv_utils.major_minor(version)
+    schema_version = [v for v in kv_utils.all_versions() if kv_utils.major_minor(v) <= wanted][-1]
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema_dir = f"kubernetes-json-schema/v{schema_version}-local-strict"
+    try:
+        schema = kv_utils.schema_contents(f"{schema_dir}/{kind.lower()}-{group}.json", version)
+    except FileNotFoundError:
+        return None
+    definitions = kv_utils.schema_contents(f"{schema_dir}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
 class ManifestValidator:
     """Validates rendered objects; `errors(obj)` lists what is wrong (empty when valid)."""
 
@@ -84,13 +103,10 @@ class ManifestValidator:
         validator = self.crds.validator(api_version, kind)
         if validator is not None:
             return [f"{name}: {_location(e)}: {e.message}" for e in validator.iter_errors(obj)]
-        try:
-            kubernetes_validate.validate(obj, self.kubernetes_version, strict=True)
-        except kv_utils.SchemaNotFoundError:
+        k8s = _kubernetes_validator(self.kubernetes_version, api_version, kind)
+        if k8s is None:
             return [f"{name}: no schema for {api_version} {kind} (add its CRD to gitops/schemas)"]
-        except kv_utils.ValidationError as err:
-            return [f"{name}: {_location(err)}: {err.message}"]
-        return []
+        return [f"{name}: {_location(e)}: {e.message}" for e in k8s.iter_errors(obj)]
 
     def all_errors(self, objects: Iterable[dict[str, Any]]) -> list[str]:
         return [message for obj in objects for message in self.errors(obj)]

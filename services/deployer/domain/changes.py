@@ -2,8 +2,8 @@
 
 A builder runs once per publication attempt, on the branch head at that moment. It refuses
 (Aborted) when the head shows a conflicting change to the same model in the same environment
-made since the request was accepted; changes to other models are kept as they are (the model
-list file is regenerated from the tree, never merged textually).
+made since the request was accepted; changes to other models are kept as they are (each model
+is a directory of its own: no file is shared between models).
 """
 
 from __future__ import annotations
@@ -40,15 +40,6 @@ def live_at(snapshot: Snapshot, directory: str) -> Live | None:
         raise FailedPrecondition(f"{directory}/{RELEASE_FILE} is malformed; fix it in git first") from None
 
 
-def _env_list(snapshot: Snapshot, env_dir: str, model: str, present: bool) -> dict[str, bytes | None]:
-    models = set(snapshot.subdirectories(env_dir))
-    models = models | {model} if present else models - {model}
-    content = manifests.env_kustomization(sorted(models))
-    if snapshot.read(f"{env_dir}/kustomization.yaml") == content:
-        return {}
-    return {f"{env_dir}/kustomization.yaml": content}
-
-
 def _guard(snapshot: Snapshot, directory: str, expected: Live | None, what: str) -> None:
     """Refuse if the model's pin moved since the request was accepted (a concurrent deployment)."""
     now = live_at(snapshot, directory)
@@ -72,7 +63,6 @@ def deploy_change(
         # Files of another strategy's shape (e.g. a canary's analysis.yaml) go.
         for stale in snapshot.files_under(directory):
             files.setdefault(stale, None)
-        files.update(_env_list(snapshot, env_dir, deployment.model.name, present=True))
         return Change(files, commit_message.render(deployment), *author_of(deployment))
 
     return build
@@ -94,7 +84,6 @@ def restore_change(
         _guard(snapshot, directory, expected, "rollback")
         files: dict[str, bytes | None] = {path: None for path in snapshot.files_under(directory) if path not in wanted}
         files.update(wanted)
-        files.update(_env_list(snapshot, env_dir, deployment.model.name, present=True))
         return Change(files, commit_message.render(deployment), *author_of(deployment))
 
     return build

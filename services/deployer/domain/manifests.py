@@ -5,8 +5,9 @@ same bytes, so re-deploying is a no-op and rollbacks compare exactly). The files
 
   release.env          the pin: model, version, artifact digest, deployment id. A new version or a
                        promotion changes only this file.
-  kustomization.yaml   generates ConfigMap model-<name>-release from release.env; the hash suffix
-                       makes a new pin roll the pods
+  kustomization.yaml   generates ConfigMap model-<name>-release from release.env (the hash suffix
+                       makes a new pin roll the pods); includes the cloud's GPU placement
+                       component. Each model directory is its own Argo CD Application.
   workload.yaml        gpu-runner Deployment (direct) or Argo Rollout (canary) by image digest
   analysis.yaml        canary only: AnalysisTemplate comparing canary and stable from Prometheus
   service.yaml  hpa.yaml  pdb.yaml
@@ -296,6 +297,9 @@ def render(release: Release) -> dict[str, bytes]:
         # Old pins stay until Argo CD's next sync; pods of the previous revision may still read them.
         "generatorOptions": {"annotations": {"argocd.argoproj.io/sync-options": "Prune=false"}},
     }
+    components = model_components(release.cloud, release.environment)
+    if components:
+        kustomization["components"] = components
     if canary:
         kustomization["configurations"] = ["kustomizeconfig.yaml"]
     files = {
@@ -363,9 +367,10 @@ def render(release: Release) -> dict[str, bytes]:
     return files
 
 
-def env_kustomization(models: list[str]) -> bytes:
-    """models/<cloud>/<env>/kustomization.yaml: one entry per model directory, sorted."""
-    doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(models)}
-    return _yaml(
-        doc, comment="# The models live in this environment; regenerated from the directory on every change.\n"
-    )
+def model_components(cloud: str, environment: str) -> list[str]:
+    """The gitops/components a model directory (gitops/models/<cloud>/<env>/<model>) includes:
+    the cloud's GPU placement and one GPU per pod; in prod also the zone spread. None locally."""
+    if cloud not in ("aws", "gcp"):
+        return []
+    up = "../../../../components"
+    return [f"{up}/{cloud}/gpu-placement", f"{up}/gpu"] + ([f"{up}/prod/zone-spread"] if environment == "prod" else [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from gitops.validation import policy
@@ -22,18 +24,23 @@ def _release(strategy: Strategy, env: str = "prod") -> manifests.Release:
 
 @pytest.mark.parametrize("strategy", [Strategy(), Strategy.canary((CanaryStep(20, 60), CanaryStep(60, 60)))])
 def test_model_directory_renders_validates_and_meets_pod_policy(tmp_path, strategy) -> None:
-    directory = tmp_path / "aws" / "prod" / "tox-net"
+    shutil.copytree(gitops_source() / "components", tmp_path / "gitops" / "components")
+    directory = tmp_path / "gitops" / "models" / "aws" / "prod" / "tox-net"
     directory.mkdir(parents=True)
     for name, content in manifests.render(_release(strategy)).items():
         (directory / name).write_bytes(content)
-    (directory.parent / "kustomization.yaml").write_bytes(manifests.env_kustomization(["tox-net"]))
-    objects = render(directory.parent)
+    objects = render(directory)
     assert not ManifestValidator(gitops_source() / "schemas").all_errors(objects)
     assert not policy.violations(objects)
     kinds = sorted(o["kind"] for o in objects)
     workload = "Rollout" if strategy.kind == "canary" else "Deployment"
     assert {"ConfigMap", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", workload} <= set(kinds)
     pod = next(o for o in objects if o["kind"] == workload)["spec"]["template"]["spec"]
+    # The cloud's GPU placement, one GPU, and prod's zone spread come from gitops/components.
+    assert pod["nodeSelector"] == {"eks.amazonaws.com/nodegroup": "gpu"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["topologySpreadConstraints"]
     config_map = next(o for o in objects if o["kind"] == "ConfigMap")
     # The generated (hash-suffixed) pin is what the pods read: a new pin rolls them.
     assert pod["containers"][0]["envFrom"][0]["configMapRef"]["name"] == config_map["metadata"]["name"]

@@ -36,6 +36,16 @@ def _check_tree(root: Path) -> list[str]:
         objects = render(overlay)
         problems += validator.all_errors(objects)
         problems += policy.violations(objects)
+        parts = overlay.relative_to(root).parts
+        if parts[0] == "models" and parts[1] in ("aws", "gcp"):
+            for obj in objects:
+                if obj["kind"] in ("Deployment", "Rollout"):
+                    spec = obj["spec"]["template"]["spec"]
+                    if (
+                        not spec.get("nodeSelector")
+                        or spec["containers"][0]["resources"]["limits"].get("nvidia.com/gpu") != "1"
+                    ):
+                        problems.append(f"{overlay}: {obj['metadata']['name']} is not placed on {parts[1]} GPU nodes")
     return problems
 
 
@@ -93,7 +103,7 @@ def test_every_overlay_the_deployer_wrote_renders_and_validates(written_tree, tm
         problems = _check_tree(root)
         assert not problems, "\n".join(problems)
     promoted = _checkout(git_dir, branch, tmp_path / "promoted")
-    assert any((promoted / "models" / "aws" / "test").iterdir())
-    # The canary deployment became an Argo Rollout with its analysis in the aws/dev overlay.
-    kinds = {(o["kind"], o["metadata"]["name"]) for o in render(promoted / "envs" / "aws" / "dev")}
-    assert any(k == "Rollout" for k, _ in kinds) and any(k == "AnalysisTemplate" for k, _ in kinds)
+    (model,) = list((promoted / "models" / "aws" / "test").iterdir())
+    # The canary deployment became an Argo Rollout with its analysis (the promoted model's dev dir).
+    kinds = {o["kind"] for o in render(promoted / "models" / "aws" / "dev" / model.name)}
+    assert {"Rollout", "AnalysisTemplate"} <= kinds
