@@ -238,6 +238,10 @@ def main() -> int:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.5)
     parser.add_argument("--mlflow-workers", type=int, default=2, help="uvicorn workers (MLflow's default is 1)")
+    parser.add_argument(
+        "--wide-rows", type=int, default=32, help="also: runner at c=8 with this many rows per request (0: skip)"
+    )
+    parser.add_argument("--max-workers", type=int, default=64, help="the runner's gRPC handler threads")
     parser.add_argument("--torch-threads", type=int, default=0, help="the runner's intra-op threads (0: torch's)")
     parser.add_argument("--log-level", default="INFO", help="the runner's log level (INFO: one JSON line per RPC)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -277,7 +281,7 @@ def main() -> int:
             "PRELOAD": f"bench-mlp:{ref.version}",
             "MAX_BATCH_SIZE": str(args.max_batch_size),
             "MAX_QUEUE_DELAY_MS": str(args.max_queue_delay_ms),
-            "MAX_WORKERS": "64",
+            "MAX_WORKERS": str(args.max_workers),
             "GATE_RECHECK_SECONDS": "0",
             "LOG_LEVEL": args.log_level,
             "TORCH_THREADS": str(args.torch_threads),
@@ -290,6 +294,10 @@ def main() -> int:
                 row = loadgen("triton", address, token, args.features, level, args.seconds, pid)
                 results["runner"].append(row)
                 print(f"runner c={level}: {row['rows_per_second']:.0f} rows/s", flush=True)
+            if args.wide_rows > 1:  # where the time goes: the same runner, fewer and wider requests
+                results["runner_wide"] = loadgen(
+                    "triton", address, token, args.features, 8, args.seconds, pid, args.wide_rows
+                )
         save_mlflow_model(module, args.features, workdir / "mlflow-model")
         results["mlflow_workers"] = args.mlflow_workers
         results["mlflow"] = []
@@ -324,6 +332,13 @@ def report(results: dict) -> None:
                 f"{label:<34}{row['rows_per_second']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
                 f"{row['errors']:>8}{row['server_cpu_ms_per_request']:>16.2f}{row['client_cpu_ms_per_request']:>16.2f}"
             )
+    wide = results.get("runner_wide")
+    if wide:
+        label = f"runner c=8, {wide['rows_per_request']} rows/request"
+        print(
+            f"{label:<34}{wide['rows_per_second']:>10.0f}{wide['p50_ms']:>10.2f}{wide['p99_ms']:>10.2f}"
+            f"{wide['errors']:>8}{wide['server_cpu_ms_per_request']:>16.2f}{wide['client_cpu_ms_per_request']:>16.2f}"
+        )
     print()
     print(f"{'concurrency':<14}{'runner/mlflow':>15}{'runner/limit':>15}")
     for run_row, ml_row in zip(results["runner"], results["mlflow"], strict=True):

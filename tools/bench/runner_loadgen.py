@@ -5,7 +5,7 @@ Runs in its own process without the repository on sys.path: tritonclient bundles
 own connection and sends its next request as soon as the previous one is answered, so N is the
 concurrency. Latencies are measured per request, end to end, in the client.
 
-  runner_loadgen.py triton ADDRESS TOKEN MODEL VERSION FEATURES CONCURRENCY SECONDS
+  runner_loadgen.py triton ADDRESS TOKEN MODEL VERSION FEATURES[xROWS] CONCURRENCY SECONDS
   runner_loadgen.py mlflow URL - - - FEATURES CONCURRENCY SECONDS
 """
 
@@ -22,13 +22,13 @@ import numpy as np
 WARMUP_SECONDS = 1.0
 
 
-def _triton_worker(address: str, token: str, model: str, version: str, features: int):
+def _triton_worker(address: str, token: str, model: str, version: str, features: int, rows: int = 1):
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url=address)
     headers = {"authorization": f"Bearer {token}"}
-    x = np.random.default_rng().standard_normal((1, features)).astype(np.float32)
-    tensor = grpcclient.InferInput("input", [1, features], "FP32")
+    x = np.random.default_rng().standard_normal((rows, features)).astype(np.float32)
+    tensor = grpcclient.InferInput("input", [rows, features], "FP32")
     tensor.set_data_from_numpy(x)
 
     def call() -> None:
@@ -54,7 +54,7 @@ def _mlflow_worker(url: str, features: int):
     return call
 
 
-def run(make_call, concurrency: int, seconds: float) -> dict:
+def run(make_call, concurrency: int, seconds: float, rows: int = 1) -> dict:
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors: list[str] = []
     start_barrier = threading.Barrier(concurrency + 1)
@@ -94,7 +94,8 @@ def run(make_call, concurrency: int, seconds: float) -> dict:
         "concurrency": concurrency,
         "seconds": seconds,
         "requests": len(flat),
-        "rows_per_second": len(flat) / seconds,
+        "rows_per_request": rows,
+        "rows_per_second": rows * len(flat) / seconds,
         "p50_ms": 1000 * flat[len(flat) // 2] if flat else None,
         "p99_ms": 1000 * flat[min(len(flat) - 1, int(len(flat) * 0.99))] if flat else None,
         "client_cpu_seconds": cpu,
@@ -108,12 +109,13 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     kind, target, token, model, version, features, concurrency, seconds = argv
-    features_n, conc, secs = int(features), int(concurrency), float(seconds)
+    features_n, _, rows = features.partition("x")
+    features_n, rows_n, conc, secs = int(features_n), int(rows or 1), int(concurrency), float(seconds)
     if kind == "triton":
-        make = lambda: _triton_worker(target, token, model, version, features_n)  # noqa: E731
+        make = lambda: _triton_worker(target, token, model, version, features_n, rows_n)  # noqa: E731
     else:
         make = lambda: _mlflow_worker(target, features_n)  # noqa: E731
-    print(json.dumps(run(make, conc, secs)))
+    print(json.dumps(run(make, conc, secs, rows_n)))
     return 0
 
 
