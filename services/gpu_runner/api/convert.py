@@ -13,7 +13,7 @@ from libs.errors.domain_errors import InvalidArgument
 from services.gpu_runner.domain.batching import BatchingConfig
 from services.gpu_runner.domain.devices import Device, DeviceType
 from services.gpu_runner.domain.jobs import Job, JobSpec, JobState, Priority, Submitter, TeamQuota
-from services.gpu_runner.domain.models import ModelView
+from services.gpu_runner.domain.model_entries import ModelView
 
 _ENVIRONMENTS = {"dev": environment_pb2.ENVIRONMENT_DEV, "test": environment_pb2.ENVIRONMENT_TEST}
 _ENVIRONMENTS["prod"] = environment_pb2.ENVIRONMENT_PROD

@@ -10,9 +10,7 @@ flight for it and no batch job holds it; only idle models are evicted.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import enum
 import logging
 import threading
 import time
@@ -26,82 +24,13 @@ from services.gpu_runner.domain.batching import Batcher, BatchingConfig
 from services.gpu_runner.domain.devices import Device
 from services.gpu_runner.domain.memory import MemoryBudget, MemoryExhausted, human
 from services.gpu_runner.domain.metrics import RunnerMetrics
-from services.gpu_runner.domain.source import GatesBlocked, ModelSource, ResolvedVersion
+from services.gpu_runner.domain.model_entries import Entry, ModelState, ModelView
+from services.gpu_runner.domain.source import GatesBlocked, ModelSource
 from services.gpu_runner.domain.tensors import Signature, check_against, zeros
 from services.gpu_runner.loaders import Backend, LoaderSet
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("causeway.audit")
-
-
-class ModelState(enum.Enum):
-    LOADING = "LOADING"
-    READY = "READY"
-    UNLOADING = "UNLOADING"
-    FAILED = "FAILED"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelView:
-    """A snapshot of one held model, for the API."""
-
-    name: str
-    version: int
-    state: ModelState
-    digest: str
-    format: str
-    platform: str
-    memory_bytes: int
-    device: Device
-    batching: BatchingConfig
-    signature: Signature | None
-    load_time: dt.datetime | None
-    message: str
-    in_flight: int
-    pins: int
-
-
-@dataclasses.dataclass(eq=False)
-class _Entry:
-    name: str
-    version: int
-    batching: BatchingConfig
-    device: Device
-    state: ModelState = ModelState.LOADING
-    resolved: ResolvedVersion | None = None
-    backend: Backend | None = None
-    batcher: Batcher | None = None
-    memory_bytes: int = 0
-    load_time: dt.datetime | None = None
-    message: str = ""
-    last_used: float = 0.0
-    in_flight: int = 0
-    pins: int = 0
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    def view(self) -> ModelView:
-        r, b = self.resolved, self.backend
-        return ModelView(
-            name=self.name,
-            version=self.version,
-            state=self.state,
-            digest=r.digest if r else "",
-            format=r.format if r else "",
-            platform=b.platform if b else "",
-            memory_bytes=self.memory_bytes,
-            device=self.device,
-            batching=self.batching,
-            signature=b.signature if b else None,
-            load_time=self.load_time,
-            message=self.message,
-            in_flight=self.in_flight,
-            pins=self.pins,
-        )
 
 
 class ModelManager:
@@ -128,7 +57,7 @@ class ModelManager:
         self.metrics = metrics or RunnerMetrics()
         self._clock = clock
         self._lock = threading.RLock()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self.metrics.budget.labels(device.label).set(budget.budget_bytes)
 
     # ---- load / unload ---------------------------------------------------------------------------
@@ -149,7 +78,7 @@ class ModelManager:
                 entry = None
             owner = entry is None
             if owner:
-                entry = _Entry(name, version, config, self.device, last_used=self._clock())
+                entry = Entry(name, version, config, self.device, last_used=self._clock())
                 self._entries[key] = entry
         if not owner:  # someone else is loading it (or did): share the outcome
             entry.done.wait()
@@ -168,7 +97,7 @@ class ModelManager:
         finally:
             entry.done.set()
 
-    def _load(self, entry: _Entry) -> None:
+    def _load(self, entry: Entry) -> None:
         resolved = self.source.resolve(entry.name, entry.version)
         entry.resolved = resolved
         try:
@@ -217,7 +146,7 @@ class ModelManager:
             },
         )
 
-    def _warm_up(self, entry: _Entry, backend: Backend, signature: Signature) -> int:
+    def _warm_up(self, entry: Entry, backend: Backend, signature: Signature) -> int:
         """Run zeros through the model at batch 1 and max batch; returns the workspace estimate."""
         sizes = [1]
         if signature.batchable and entry.batching.max_batch_size > 1:
@@ -235,7 +164,7 @@ class ModelManager:
             workspace = max(workspace, sum(a.nbytes for a in (*inputs.values(), *outputs.values())))
         return workspace
 
-    def _abandon(self, entry: _Entry, err: BaseException) -> None:
+    def _abandon(self, entry: Entry, err: BaseException) -> None:
         """After a failed load: refusals leave nothing behind; a broken artifact stays FAILED."""
         self.budget.release(entry.key)
         if entry.backend is not None:
@@ -277,7 +206,7 @@ class ModelManager:
         audit.info("model unloaded", extra={"model": key})
         return last
 
-    def _release(self, entry: _Entry) -> None:
+    def _release(self, entry: Entry) -> None:
         if entry.batcher is not None:
             entry.batcher.stop()
         if entry.backend is not None:
@@ -291,7 +220,7 @@ class ModelManager:
         self._update_usage()
 
     # ---- memory ---------------------------------------------------------------------------------
-    def _reserve(self, entry: _Entry, nbytes: int) -> None:
+    def _reserve(self, entry: Entry, nbytes: int) -> None:
         """Reserve `nbytes` for `entry`, evicting idle models (LRU) while it does not fit."""
         if nbytes > self.budget.budget_bytes:
             raise MemoryExhausted(
@@ -320,7 +249,7 @@ class ModelManager:
             self.metrics.evictions.inc()
             self._release(victim)
 
-    def _lru_idle(self, exclude: _Entry) -> _Entry | None:
+    def _lru_idle(self, exclude: Entry) -> Entry | None:
         idle = [
             e
             for e in self._entries.values()
@@ -332,7 +261,7 @@ class ModelManager:
         self.metrics.used.labels(self.device.label).set(self.budget.used_bytes)
 
     # ---- serving --------------------------------------------------------------------------------
-    def _find(self, name: str, version: str) -> _Entry:
+    def _find(self, name: str, version: str) -> Entry:
         """The entry a request names; empty version: the newest READY one. Caller holds the lock."""
         versions = {e.version: e for e in self._entries.values() if e.name == name}
         if not versions:
@@ -452,5 +381,5 @@ class ModelManager:
                 self._release(entry)
 
 
-def _why(entry: _Entry) -> str:
+def _why(entry: Entry) -> str:
     return f": {entry.message}" if entry.message else ""
