@@ -104,6 +104,9 @@ def latency(tmp: Path, requests: int) -> None:
         print(f"  {label:32s} {_ms(values)}")
 
 
+BATCH = 25
+
+
 def render_and_validate(tmp: Path, models: int, workers: int) -> None:
     repo = GitopsRepo(tmp / "gitops.git").open(seed=gitops_source())
     env_dir = "gitops/models/aws/prod"
@@ -144,6 +147,20 @@ def render_and_validate(tmp: Path, models: int, workers: int) -> None:
         rendered_sets = list(pool.map(render, overlays))
     rendered = time.perf_counter() - start
     objects = [obj for objs in rendered_sets for obj in objs]
+    # What CI can do instead: kustomize over batches of model directories (a parent listing 25
+    # of them renders the same objects; much bigger batches hit kustomize's superlinear growth).
+    batches = []
+    for b in range(0, len(names), BATCH):
+        batch = root / "models" / "aws" / "prod" / f"_batch{b // BATCH:03d}"
+        batch.mkdir()
+        listing = "".join(f"  - ../{n}\n" for n in names[b : b + BATCH])
+        (batch / "kustomization.yaml").write_text(f"resources:\n{listing}")
+        batches.append(batch)
+    start = time.perf_counter()
+    with futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        batched = sum(len(objs) for objs in pool.map(render, batches))
+    rendered_batched = time.perf_counter() - start
+    assert batched == len(objects) - len(rendered_sets[0]), (batched, len(objects))
     start = time.perf_counter()
     errors = validator.all_errors(objects)
     validated = time.perf_counter() - start
@@ -154,9 +171,11 @@ def render_and_validate(tmp: Path, models: int, workers: int) -> None:
     print(f"  generate manifests                {generate:7.2f} s")
     print(f"  one atomic commit of all of them  {commit:7.2f} s")
     print(f"  kubectl kustomize, {len(overlays)} overlays  {rendered:7.2f} s  ({workers} in parallel)")
+    print(f"  kubectl kustomize, {len(batches)} batches of {BATCH}  {rendered_batched:7.2f} s  (same model objects)")
     print(f"  schema validation                 {validated:7.2f} s  ({len(errors)} errors)")
     print(f"  pod policy                        {checked:7.2f} s  ({len(violations)} violations)")
-    print(f"  render + validate + policy        {rendered + validated + checked:7.2f} s")
+    print(f"  render + validate + policy        {rendered + validated + checked:7.2f} s  (per Application)")
+    print(f"  render + validate + policy        {rendered_batched + validated + checked:7.2f} s  (batched)")
     if errors or violations:
         print("\n".join((errors + violations)[:10]))
         sys.exit(1)
