@@ -183,18 +183,22 @@ class Progress:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- pull requests and crash recovery -------------------------------------------------
-    def _find_on_main(self, d: Deployment) -> str | None:
+    def _find_on_main(self, d: Deployment, head: str | None = None) -> str | None:
         """The main commit carrying this deployment (merge, squash or direct), by its trailer."""
         directory = f"{self.settings.env_dir(d.cloud, d.environment)}/{d.model.name}"
-        for info in self.repo.log(f"{directory}/release.env", limit=200):
+        for info in self.repo.log(f"{directory}/release.env", ref=head, limit=200):
             if commit_message.parse_trailers(info.message).get("Deployment-Id") == d.deployment_id:
                 return info.sha
         return None
 
     def reconcile(self) -> None:
         """Advance deployments waiting for a merge whose commit has reached main."""
-        for d in self.store.unfinished():
-            if d.state is State.AWAITING_MERGE and self._find_on_main(d):
+        waiting = [d for d in self.store.unfinished() if d.state is State.AWAITING_MERGE]
+        if not waiting:
+            return
+        head = self.repo.refresh()  # once per call: for a remote this is a fetch
+        for d in waiting:
+            if head and self._find_on_main(d, head):
                 self._landed(d)
 
     def _landed(self, d: Deployment) -> None:

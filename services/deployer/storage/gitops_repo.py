@@ -121,6 +121,7 @@ class GitopsRepo:
         self.lock_timeout = lock_timeout
         self._auth_header = auth_header
         self._thread_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         self.git = Git(self.path)
 
     @property
@@ -196,7 +197,9 @@ class GitopsRepo:
         """The branch head now (fetched first for a remote); None if the branch does not exist."""
         branch = branch or self.branch
         if self.remote:
-            self.git.run("fetch", "--quiet", "--prune", "origin", env=self._remote_env())
+            # Readers fetch too; two fetches at once in one mirror would race for the ref locks.
+            with self._fetch_lock:
+                self.git.run("fetch", "--quiet", "--prune", "origin", env=self._remote_env())
             ref = f"refs/remotes/origin/{branch}"
         else:
             ref = f"refs/heads/{branch}"

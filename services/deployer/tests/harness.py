@@ -36,6 +36,7 @@ def gitops_source() -> Path:
 
 
 def deployer_env(tmp_path: Path, registry: Registry, **overrides: str) -> dict[str, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     token_file = tmp_path / "deployer.token"
     token_file.write_text(registry.idp.service_token("deployer"))
     env = {

@@ -50,3 +50,28 @@ def test_a_pull_request_is_opened_with_the_evidence_and_closed_on_abort(tmp_path
             svc.AbortDeploymentRequest(deployment_id=d.deployment_id, reason="postponed"), metadata=dep.md()
         )
         assert pull["state"] == "closed" and "postponed" in pull["comments"][0]
+
+
+def test_gitlab_merge_requests_open_and_close() -> None:
+    from services.deployer.clients.git_host import GitHostError, GitLabMergeRequests
+    from services.deployer.tests.fake_git_host import FakeGitLabServer
+
+    with FakeGitLabServer() as host:
+        client = GitLabMergeRequests(host.url, "platform/causeway", lambda: "fake-token")
+        url = client.open("causeway/deploy/x", "main", "deploy: tox v3 to prod/aws", "evidence")
+        assert url.endswith("/merge_requests/1")
+        request = host.merge_requests[1]
+        assert (request["source_branch"], request["target_branch"], request["description"]) == (
+            "causeway/deploy/x",
+            "main",
+            "evidence",
+        )
+        client.close(url, "aborted")
+        assert request["state"] == "closed" and request["notes"] == ["aborted"]
+        bad = GitLabMergeRequests(host.url, "platform/causeway", lambda: "wrong")
+        try:
+            bad.open("b", "main", "t", "d")
+        except GitHostError as err:
+            assert "401" in str(err)
+        else:
+            raise AssertionError("a wrong token must fail")
