@@ -114,11 +114,12 @@ def server_cpu(pids: list[int]) -> float:
 
 
 def loadgen(
-    kind: str, target: str, token: str, features: int, concurrency: int, seconds: float, server_pid: int
+    kind: str, target: str, token: str, features: int, concurrency: int, seconds: float, server_pid: int, rows: int = 1
 ) -> dict:
+    """One row of the table: the load generator in its own process; server CPU measured around it."""
     before = server_cpu([server_pid])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # keep our protos out of tritonclient
-    argv = [sys.executable, str(LOADGEN), kind, target, token, "bench-mlp", "1", str(features)]
+    argv = [sys.executable, str(LOADGEN), kind, target, token, "bench-mlp", "1", f"{features}x{rows}"]
     res = subprocess.run(
         [*argv, str(concurrency), str(seconds)], capture_output=True, text=True, env=env, timeout=seconds + 120
     )
