@@ -126,6 +126,13 @@ def _wire_artifacts_and_audit(app: RegistryApp) -> None:
     app.artifacts = artifacts
     # Only recorded artifacts can back a version (an unrecorded blob is not an artifact).
     app.catalog.artifacts = artifacts
+
+    def artifact_of(digest: str):
+        record = artifacts.index.get(digest)
+        return None if record is None else artifact_servicer.artifact_proto(record)
+
+    # ModelVersion.artifact carries size, layout, filename and uploader, not only the digest.
+    app.registry_servicer.artifact_proto = artifact_of
     app.bindings.append(artifact_servicer.binding(artifacts))
     # AuditService: a second handle on the same chain tables (appends serialize in the database).
     settings = app.config.registry

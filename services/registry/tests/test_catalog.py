@@ -20,6 +20,7 @@ from causeway.common.v1 import (
     tensor_pb2,
     validation_pb2,
 )
+from causeway.registry.v1 import artifact_pb2
 from causeway.registry.v1 import governance_service_pb2 as gov
 from causeway.registry.v1 import governance_service_pb2_grpc as gov_grpc
 from causeway.registry.v1 import model_pb2 as rm
@@ -106,6 +107,8 @@ def test_register_model_and_version_with_everything_recorded(reg, stub):
     assert version.lineage.training_run_id == "run-42"
     assert version.training_metrics["auc"] == pytest.approx(0.91)
     assert version.created_by.subject == "alice"
+    assert version.artifact.size_bytes == len(b"weights")
+    assert version.artifact.layout == artifact_pb2.ARTIFACT_LAYOUT_FILE
     again = stub.GetModelVersion(pb.GetModelVersionRequest(model=version.ref), metadata=alice(reg)).version
     assert again == version
     assert (
