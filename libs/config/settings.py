@@ -182,6 +182,24 @@ def load(cls: type[T], *, prefix: str = "", environ: Mapping[str, str] | None = 
     return cls(**values)
 
 
+def load_sections(
+    sections: Mapping[str, type], *, prefix: str, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Load several settings classes with one prefix; returns the loaded ones and every problem.
+
+    A service's config is a few sections (its own, the server's, auth); collecting the problems of
+    all of them lets it report every bad variable at once, then add its own cross-field checks.
+    """
+    parts: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, cls in sections.items():
+        try:
+            parts[name] = load(cls, prefix=prefix, environ=environ)
+        except ConfigError as err:
+            problems += err.problems
+    return parts, problems
+
+
 def describe(cls: type, *, prefix: str = "") -> list[tuple[str, str, str]]:
     """(variable, default, help) for each setting, for READMEs and `--help` output."""
     rows = []

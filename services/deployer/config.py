@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from libs.auth.settings import AuthSettings
-from libs.config.settings import ConfigError, Secret, load, setting
+from libs.config.settings import ConfigError, Secret, load_sections, setting
 from libs.grpc_server.settings import ServerSettings
 
 PREFIX = "CAUSEWAY_DEPLOYER_"
@@ -77,13 +77,9 @@ class Config:
 def load_config(environ: dict[str, str] | None = None) -> Config:
     """All deployer settings; raises ConfigError naming every missing or invalid variable."""
     env = dict(os.environ if environ is None else environ)
-    problems: list[str] = []
-    parts = {}
-    for name, cls in (("deployer", DeployerConfig), ("server", ServerSettings), ("auth", AuthSettings)):
-        try:
-            parts[name] = load(cls, prefix=PREFIX, environ=env)
-        except ConfigError as err:
-            problems += err.problems
+    parts, problems = load_sections(
+        {"deployer": DeployerConfig, "server": ServerSettings, "auth": AuthSettings}, prefix=PREFIX, environ=env
+    )
     if not problems:
         d = parts["deployer"]
         for cloud in d.clouds:

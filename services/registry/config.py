@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from libs.auth.settings import AuthSettings
-from libs.config.settings import Secret, load, setting
+from libs.config.settings import Secret, load_sections, setting
 from libs.grpc_server.settings import ServerSettings
 
 PREFIX = "CAUSEWAY_REGISTRY_"
@@ -68,13 +68,9 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if environ is None else environ)
     from libs.config.settings import ConfigError
 
-    problems: list[str] = []
-    parts = {}
-    for name, cls in (("registry", RegistrySettings), ("server", ServerSettings), ("auth", AuthSettings)):
-        try:
-            parts[name] = load(cls, prefix=PREFIX, environ=env)
-        except ConfigError as err:
-            problems += err.problems
+    parts, problems = load_sections(
+        {"registry": RegistrySettings, "server": ServerSettings, "auth": AuthSettings}, prefix=PREFIX, environ=env
+    )
     if problems:
         raise ConfigError(problems)
     if PREFIX + "MAX_MESSAGE_BYTES" not in env:

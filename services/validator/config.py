@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from libs.auth.settings import AuthSettings
-from libs.config.settings import ConfigError, Secret, load, setting
+from libs.config.settings import ConfigError, Secret, load_sections, setting
 from libs.grpc_server.settings import ServerSettings
 
 PREFIX = "CAUSEWAY_VALIDATOR_"
@@ -70,13 +70,9 @@ class Config:
 def load_config(environ: dict[str, str] | None = None) -> Config:
     """All validator settings; raises ConfigError naming every missing or invalid variable."""
     env = dict(os.environ if environ is None else environ)
-    problems: list[str] = []
-    parts = {}
-    for name, cls in (("validator", ValidatorSettings), ("server", ServerSettings), ("auth", AuthSettings)):
-        try:
-            parts[name] = load(cls, prefix=PREFIX, environ=env)
-        except ConfigError as err:
-            problems += err.problems
+    parts, problems = load_sections(
+        {"validator": ValidatorSettings, "server": ServerSettings, "auth": AuthSettings}, prefix=PREFIX, environ=env
+    )
     if "auth" in parts and parts["auth"].service_token_file is None:
         problems.append(
             f"{PREFIX}AUTH_SERVICE_TOKEN_FILE is required: the validator's own token for calling the registry"

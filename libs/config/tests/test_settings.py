@@ -94,3 +94,20 @@ def test_describe_lists_variables():
     assert rows["X_PORT"] == ("50051", "gRPC port")
     assert rows["X_TOKEN_FILE"][0] == "required"
     assert "X_DB_DSN_FILE" in rows
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Other:
+    workers: int = setting("WORKERS", default=2, minimum=1)
+
+
+def test_load_sections_collects_problems_of_every_section(tmp_path):
+    from libs.config.settings import load_sections
+
+    env = {"X_WORKERS": "0", "X_PORT": "abc"}
+    parts, problems = load_sections({"example": Example, "other": Other}, prefix="X_", environ=env)
+    assert parts == {}
+    assert any(p.startswith("X_WORKERS='0': must be at least 1") for p in problems)
+    assert any(p.startswith("X_PORT='abc'") for p in problems)
+    parts, problems = load_sections({"other": Other}, prefix="X_", environ={})
+    assert problems == [] and parts["other"].workers == 2
