@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -21,8 +21,9 @@ from libs.telemetry.metrics import GrpcMetrics
 
 log = logging.getLogger("causeway.grpc")
 
-# Health probes arrive every few seconds from kubelet; log them only at DEBUG.
-_QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Health probes arrive every few seconds from kubelet; log them only at DEBUG. Servers add their
+# own hot methods (e.g. the runner's ModelInfer) with `quiet_methods`.
+QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -30,10 +31,15 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
 
 
 class ObservabilityInterceptor(grpc.ServerInterceptor):
-    """Mints/propagates the request id and trace id, logs one JSON line and records RED metrics."""
+    """Mints/propagates the request id and trace id, logs one JSON line and records RED metrics.
 
-    def __init__(self, metrics: GrpcMetrics) -> None:
+    Methods starting with one of `QUIET_PREFIXES` or `quiet_methods` (full names or prefixes) are
+    logged at DEBUG when they succeed and at INFO when they fail; their metrics are unchanged.
+    """
+
+    def __init__(self, metrics: GrpcMetrics, *, quiet_methods: Sequence[str] = ()) -> None:
         self._metrics = metrics
+        self._quiet = QUIET_PREFIXES + tuple(quiet_methods)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -41,6 +47,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
 
     def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
         metrics = self._metrics
+        quiet = method.startswith(self._quiet)
 
         def begin(context: grpc.ServicerContext) -> tuple[Any, float]:
             md = _metadata(context)
@@ -61,18 +68,19 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             metrics.finished(method, name, elapsed)
-            level = logging.DEBUG if method.startswith(_QUIET_PREFIXES) else logging.INFO
-            log.log(
-                level,
-                "rpc",
-                extra={
-                    "grpc_method": method,
-                    "grpc_code": name,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "peer": context.peer(),
-                    "actor": ctx.actor,
-                },
-            )
+            level = logging.DEBUG if quiet and name == "OK" else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "rpc",
+                    extra={
+                        "grpc_method": method,
+                        "grpc_code": name,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "peer": context.peer(),
+                        "actor": ctx.actor,
+                    },
+                )
             reqctx.deactivate(token)
 
         if resp_stream:

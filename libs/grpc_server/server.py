@@ -45,7 +45,9 @@ class GrpcServer:
         *,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         metrics: GrpcMetrics | None = None,
+        quiet_methods: Sequence[str] = (),
     ) -> None:
+        """`quiet_methods`: full method names (or prefixes) whose successful calls are logged at DEBUG."""
         self.settings = settings
         self.metrics = metrics or GrpcMetrics()
         self.health = health.HealthServicer(experimental_non_blocking=True)
@@ -58,7 +60,7 @@ class GrpcServer:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc-handler"),
             interceptors=[
-                ObservabilityInterceptor(self.metrics),
+                ObservabilityInterceptor(self.metrics, quiet_methods=quiet_methods),
                 ErrorMappingInterceptor(),
                 *interceptors,
             ],
@@ -110,10 +112,11 @@ def serve(
     *,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     on_shutdown: Callable[[], None] | None = None,
+    quiet_methods: Sequence[str] = (),
 ) -> int:
     """Run a service until SIGTERM or SIGINT; returns the process exit code (0 on clean stop)."""
     logging_json.configure(service, settings.log_level)
-    server = GrpcServer(bindings, settings, interceptors=interceptors).start()
+    server = GrpcServer(bindings, settings, interceptors=interceptors, quiet_methods=quiet_methods).start()
     if settings.metrics_port >= 0:
         metrics_server, _ = serve_metrics(server.metrics.registry, settings.metrics_port, settings.host)
         log.info("metrics", extra={"metrics_port": metrics_server.server_port})

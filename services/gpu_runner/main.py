@@ -20,6 +20,7 @@ from libs.config.settings import ConfigError
 from libs.grpc_server.server import GrpcServer
 from libs.telemetry import logging_json
 from libs.telemetry.metrics import GrpcMetrics, serve_metrics
+from services.gpu_runner.api.oip_servicer import QUIET_METHODS
 from services.gpu_runner.api.oip_servicer import SERVICE_NAME as OIP_SERVICE
 from services.gpu_runner.app import build_app
 from services.gpu_runner.config import load_config
@@ -40,7 +41,11 @@ def main() -> int:
     logging_json.configure("gpu-runner", config.server.log_level)
     app = build_app(config)
     server = GrpcServer(
-        app.bindings, config.server, interceptors=app.interceptors, metrics=GrpcMetrics(app.metrics.registry)
+        app.bindings,
+        config.server,
+        interceptors=app.interceptors,
+        metrics=GrpcMetrics(app.metrics.registry),
+        quiet_methods=QUIET_METHODS,
     ).start()
 
     def on_ready(ready: bool) -> None:

@@ -8,6 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import generate_latest
 
+from libs.grpc_server.server import GrpcServer
 from libs.grpc_server.tests import echo
 from libs.telemetry import logging_json
 from libs.testing.grpc_servers import channel_to, running_server, test_settings
@@ -131,3 +132,26 @@ def test_stop_flips_health_to_not_serving(server):
     server.stop(0)
     check = server.health.Check(health_pb2.HealthCheckRequest(service=""), None)
     assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_quiet_methods_log_successes_at_debug_failures_at_info_and_count_all():
+    out = io.StringIO()
+    logging_json.configure("test", "INFO", stream=out)
+    method = f"/{echo.SERVICE}/Echo"
+    server = GrpcServer([echo.binding()], test_settings(), quiet_methods=(method,)).start()
+    try:
+        with channel_to(server) as chan:
+            unary, _, _ = echo.stubs(chan)
+            assert unary(b"x") == b"x"
+            with pytest.raises(grpc.RpcError):
+                unary(b"notfound")
+    finally:
+        server.stop(0)
+
+    logging.getLogger().handlers[-1].flush()
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    codes = [x["grpc_code"] for x in lines if x["msg"] == "rpc" and x["grpc_method"] == method]
+    assert codes == ["NOT_FOUND"]
+    text = generate_latest(server.metrics.registry).decode()
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Echo",grpc_service="test.v1.Echo"} 1.0' in text
+    assert 'grpc_code="NOT_FOUND",grpc_method="Echo"' in text
