@@ -65,7 +65,59 @@ def _mlp_signature(config: Mapping[str, Any]) -> Signature:
     )
 
 
+def _mlp_v1(config: Mapping[str, Any]):
+    """`mlp/v1`, the validator's convention: Linear layers `layers.<i>` with ReLU between them."""
+    import torch
+
+    widths = config.get("widths")
+    if not isinstance(widths, list) or len(widths) < 2 or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise FailedPrecondition(f"architecture config: 'widths' must list at least two positive sizes, got {widths!r}")
+
+    class MLPv1(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+
+        def forward(self, x):
+            for i, layer in enumerate(self.layers):
+                x = layer(x)
+                if i < len(self.layers) - 1:
+                    x = torch.relu(x)
+            return x
+
+    return MLPv1()
+
+
+def _mlp_v1_signature(config: Mapping[str, Any]) -> Signature:
+    widths = config["widths"]
+    return Signature(
+        inputs=(TensorSpec(str(config.get("input_name", "input")), "FP32", (-1, int(widths[0]))),),
+        outputs=(TensorSpec(str(config.get("output_name", "output")), "FP32", (-1, int(widths[-1]))),),
+    )
+
+
+def mlp_v1_widths(shapes: Mapping[str, tuple[int, ...]]) -> list[int]:
+    """Layer widths of an `mlp/v1` state dict from its tensor shapes (keys layers.<i>.weight [out, in])."""
+    weights = {}
+    for key, shape in shapes.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "layers" and parts[1].isdigit() and parts[2] == "weight" and len(shape) == 2:
+            weights[int(parts[1])] = shape
+    if not weights or sorted(weights) != list(range(len(weights))):
+        raise FailedPrecondition("mlp/v1 weights need layers.0.weight .. layers.<n-1>.weight")
+    widths = [int(weights[0][1])]
+    for i in range(len(weights)):
+        widths.append(int(weights[i][0]))
+    return widths
+
+
 ARCHITECTURES: dict[str, Architecture] = {
+    "mlp/v1": Architecture(
+        "mlp/v1",
+        _mlp_v1,
+        _mlp_v1_signature,
+        "the validator's mlp/v1: Linear layers 'layers.<i>.weight/bias' with ReLU between; widths from the weights",
+    ),
     "mlp": Architecture(
         "mlp",
         _mlp,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from services.gpu_runner.domain.devices import Device
 from services.gpu_runner.domain.source import SAFETENSORS, ResolvedVersion
-from services.gpu_runner.loaders.architectures import ARCHITECTURE_KEY, CONFIG_KEY, architecture
+from services.gpu_runner.loaders.architectures import ARCHITECTURE_KEY, CONFIG_KEY, architecture, mlp_v1_widths
 from services.gpu_runner.loaders.base import Backend, TorchModuleBackend, UnsupportedArtifact
 
 
@@ -33,7 +33,9 @@ class SafetensorsLoader:
         from safetensors.torch import load_file
 
         meta = _header_metadata(path)
-        name = meta.get(ARCHITECTURE_KEY) or version.tags.get(ARCHITECTURE_KEY)
+        # The file's own header first (bound by the digest); else the version's `architecture` tag,
+        # which is also what the validator reads.
+        name = meta.get(ARCHITECTURE_KEY) or version.tags.get("architecture") or version.tags.get(ARCHITECTURE_KEY)
         if not name:
             raise UnsupportedArtifact(
                 f"safetensors weights need an architecture: set {ARCHITECTURE_KEY!r} (and {CONFIG_KEY!r}) in the "
@@ -47,6 +49,12 @@ class SafetensorsLoader:
         if not isinstance(config, dict):
             raise UnsupportedArtifact(f"{CONFIG_KEY} must be a JSON object")
         arch = architecture(name)
+        if name == "mlp/v1" and "widths" not in config:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+            config = {**config, "widths": mlp_v1_widths(shapes)}
         module = arch.build(config)
         state = load_file(str(path), device=device.torch_device)
         try:

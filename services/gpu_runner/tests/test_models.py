@@ -68,6 +68,23 @@ def test_safetensors_with_registered_architecture_takes_its_signature_from_the_h
     np.testing.assert_allclose(_infer(models, "sft", x)[1], fx.reference(module, x), rtol=1e-5, atol=1e-6)
 
 
+def test_safetensors_in_the_validators_mlp_v1_convention_loads(source, tmp_path):
+    import torch
+    from safetensors.torch import save
+
+    torch.manual_seed(5)
+    layers = torch.nn.ModuleList([torch.nn.Linear(fx.IN, 6), torch.nn.Linear(6, 2)])
+    state = {f"layers.{i}.{k}": v for i, layer in enumerate(layers) for k, v in layer.state_dict().items()}
+    source.add("v1", 1, save(state), "SAFETENSORS", tags={"architecture": "mlp/v1"})
+    models = manager(source, tmp_path)
+    view = models.load("v1", 1)
+    assert [tuple(s.shape) for s in view.signature.inputs] == [(-1, fx.IN)]
+    x = np.random.default_rng(4).standard_normal((3, fx.IN)).astype(np.float32)
+    with torch.no_grad():
+        expected = layers[1](torch.relu(layers[0](torch.from_numpy(x)))).numpy()
+    np.testing.assert_allclose(_infer(models, "v1", x)[1], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_safetensors_without_architecture_or_with_wrong_weights_is_refused(source, tmp_path):
     from safetensors.torch import save
 
