@@ -45,13 +45,23 @@ def _bad(problem: Problem, seq: int, checked: int, message: str) -> Verdict:
     return Verdict(ok=False, checked=checked, problem=problem, seq=seq, message=message)
 
 
-def verify_chain(events: Iterable[AuditEvent], *, head: Head | None = None, key: bytes | None = None) -> Verdict:
+def verify_chain(
+    events: Iterable[AuditEvent],
+    *,
+    head: Head | None = None,
+    key: bytes | None = None,
+    start: Head | None = None,
+) -> Verdict:
     """Check the chain; on the first problem return which event and what happened to it.
+
+    `start` is a trusted event to continue from (its seq and hash); by default the genesis, so
+    `events` begin at sequence 1.
 
     When positions are skipped, the rest of the stream is only scanned for the skipped events:
     if one turns up later it was moved (REORDERED), otherwise it was DELETED.
     """
-    expected_seq, expected_prev = 1, GENESIS
+    start = start or Head(0, GENESIS)
+    expected_seq, expected_prev = start.seq + 1, start.hash
     gap: tuple[int, int] | None = None  # skipped positions [lo, hi)
     last_seen = 0
     checked = 0

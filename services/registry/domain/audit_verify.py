@@ -3,7 +3,7 @@
 `libs.audit.verify.verify_chain` always starts at sequence 1 with the genesis hash, which is what
 VerifyChain uses for a range that starts at the beginning. AuditService also verifies a range
 from `from_sequence`, trusting the stored hash of the event before it; this is the same algorithm
-with that starting point (once verify_chain takes a start, `verify_from` goes). `ChainVerifier`
+with that starting point (verify_chain's `start`). `ChainVerifier`
 picks the right one for a range, tells concurrent appends from forged rows past the head, checks
 an external anchor and reports the hashes that disagree.
 """
@@ -11,75 +11,19 @@ an external anchor and reports the hashes that disagree.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 from collections.abc import Callable, Iterable
 
-from libs.audit.events import AuditEvent, compute_hash, compute_seal
+from libs.audit.events import AuditEvent, compute_hash
 from libs.audit.store import SqlAuditStore
 from libs.audit.verify import Head, Problem, Verdict, verify_chain
 from libs.errors.domain_errors import InvalidArgument
-
-
-def _bad(problem: Problem, seq: int, checked: int, message: str) -> Verdict:
-    return Verdict(ok=False, checked=checked, problem=problem, seq=seq, message=message)
 
 
 def verify_from(
     events: Iterable[AuditEvent], start: Head, head: Head | None = None, key: bytes | None = None
 ) -> Verdict:
     """Check `events` (storage order, sequences after `start.seq`) as the continuation of `start`."""
-    expected_seq, expected_prev = start.seq + 1, start.hash
-    gap: tuple[int, int] | None = None  # skipped positions [lo, hi)
-    last_seen, checked = 0, 0
-    for event in events:
-        checked += 1
-        if gap is not None:
-            if gap[0] <= event.seq < gap[1]:
-                return _bad(
-                    Problem.REORDERED, event.seq, checked, f"event {event.seq} is stored after event {last_seen}"
-                )
-            last_seen = max(last_seen, event.seq)
-            continue
-        if compute_hash(event.hashed_fields()) != event.hash:
-            return _bad(Problem.EDITED, event.seq, checked, f"event {event.seq}: content does not match its hash")
-        if key and not hmac.compare_digest(compute_seal(key, event.hash), event.seal or ""):
-            return _bad(
-                Problem.EDITED,
-                event.seq,
-                checked,
-                f"event {event.seq}: seal does not match (rewritten without the key)",
-            )
-        if event.seq < expected_seq:
-            return _bad(
-                Problem.INSERTED, event.seq, checked, f"event {event.seq}: a second event claims an existing position"
-            )
-        if event.seq > expected_seq:
-            gap, last_seen = (expected_seq, event.seq), event.seq
-            continue
-        if event.prev_hash != expected_prev:
-            return _bad(
-                Problem.INSERTED,
-                event.seq,
-                checked,
-                f"event {event.seq} does not link to event {event.seq - 1}: it was inserted, "
-                f"or event {event.seq - 1} was edited and re-hashed",
-            )
-        last_seen = event.seq
-        expected_seq, expected_prev = event.seq + 1, event.hash
-    if gap is not None:
-        lo, hi = gap
-        missing = f"event {lo}" if hi == lo + 1 else f"events {lo}..{hi - 1}"
-        return _bad(Problem.DELETED, lo, checked, f"{missing} missing before event {hi}")
-    last_seq = expected_seq - 1
-    if head is not None:
-        if head.seq > last_seq:
-            missing = f"event {head.seq}" if head.seq == last_seq + 1 else f"events {last_seq + 1}..{head.seq}"
-            return _bad(Problem.TRUNCATED, last_seq + 1, checked, f"{missing} missing at the end of the chain")
-        if head.seq < last_seq:
-            return _bad(Problem.INSERTED, head.seq + 1, checked, f"events after the recorded head {head.seq}")
-        if head.hash != expected_prev:
-            return _bad(Problem.EDITED, last_seq, checked, f"event {last_seq} does not match the recorded head")
-    return Verdict(ok=True, checked=checked, message=f"{checked} events verified")
+    return verify_chain(events, head=head, key=key, start=start)
 
 
 @dataclasses.dataclass(frozen=True)
