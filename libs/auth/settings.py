@@ -22,3 +22,19 @@ class AuthSettings:
         default=None,
         help="this service's own token for calls to other services (projected, rotated by the platform)",
     )
+
+
+def token_verifier(auth: AuthSettings):
+    """The TokenVerifier these settings describe (JWKS, issuer, audience, claims, leeway)."""
+    from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
+
+    return TokenVerifier(
+        JwksSource(auth.jwks),
+        VerifierSettings(
+            issuer=auth.issuer,
+            audience=auth.audience,
+            roles_claim=auth.roles_claim,
+            teams_claim=auth.teams_claim,
+            leeway_seconds=auth.leeway_seconds,
+        ),
+    )

@@ -10,7 +10,7 @@ import grpc
 from libs.auth.client_tokens import FileTokenSource
 from libs.auth.interceptor import AuthInterceptor
 from libs.auth.rbac import Authorizer
-from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
+from libs.auth.settings import token_verifier
 from libs.grpc_server.server import ServiceBinding
 from services.deployer.api import servicer as api
 from services.deployer.api.permissions import METHOD_PERMISSIONS
@@ -51,17 +51,7 @@ class DeployerApp:
 
 
 def _auth_interceptor(config: Config) -> AuthInterceptor:
-    auth = config.auth
-    verifier = TokenVerifier(
-        JwksSource(auth.jwks),
-        VerifierSettings(
-            issuer=auth.issuer,
-            audience=auth.audience,
-            roles_claim=auth.roles_claim,
-            teams_claim=auth.teams_claim,
-            leeway_seconds=auth.leeway_seconds,
-        ),
-    )
+    verifier = token_verifier(config.auth)
     return AuthInterceptor(verifier, Authorizer(METHOD_PERMISSIONS))
 
 

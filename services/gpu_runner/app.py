@@ -12,7 +12,7 @@ import grpc
 from libs.auth.client_tokens import FileTokenSource
 from libs.auth.interceptor import AuthInterceptor
 from libs.auth.rbac import Authorizer
-from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
+from libs.auth.settings import token_verifier
 from libs.grpc_server.server import ServiceBinding
 from services.gpu_runner.api import oip_servicer, runner_servicer
 from services.gpu_runner.api.permissions import METHOD_PERMISSIONS, PUBLIC_METHODS
@@ -87,17 +87,7 @@ class RunnerApp:
 
 
 def _auth_interceptor(config: Config) -> AuthInterceptor:
-    auth = config.auth
-    verifier = TokenVerifier(
-        JwksSource(auth.jwks),
-        VerifierSettings(
-            issuer=auth.issuer,
-            audience=auth.audience,
-            roles_claim=auth.roles_claim,
-            teams_claim=auth.teams_claim,
-            leeway_seconds=auth.leeway_seconds,
-        ),
-    )
+    verifier = token_verifier(config.auth)
     cached = CachingTokenVerifier(verifier, ttl_seconds=config.runner.token_cache_seconds)
     return AuthInterceptor(cached, Authorizer(METHOD_PERMISSIONS), public_methods=PUBLIC_METHODS)
 

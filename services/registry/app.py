@@ -15,7 +15,7 @@ from libs.audit.audit_log import AuditLog
 from libs.audit.store import SqlAuditStore
 from libs.auth.interceptor import AuthInterceptor
 from libs.auth.rbac import Authorizer
-from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
+from libs.auth.settings import token_verifier
 from libs.grpc_server.server import ServiceBinding
 from services.registry.api import governance_servicer
 from services.registry.api.governance_convert import environment_validations
@@ -72,17 +72,7 @@ class RegistryApp:
 
 
 def _auth_interceptor(config: Config) -> AuthInterceptor:
-    auth = config.auth
-    verifier = TokenVerifier(
-        JwksSource(auth.jwks),
-        VerifierSettings(
-            issuer=auth.issuer,
-            audience=auth.audience,
-            roles_claim=auth.roles_claim,
-            teams_claim=auth.teams_claim,
-            leeway_seconds=auth.leeway_seconds,
-        ),
-    )
+    verifier = token_verifier(config.auth)
     return AuthInterceptor(verifier, Authorizer(METHOD_PERMISSIONS))
 
 

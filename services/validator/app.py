@@ -14,7 +14,7 @@ from causeway.validator.v1 import validator_service_pb2, validator_service_pb2_g
 from libs.auth.client_tokens import FileTokenSource
 from libs.auth.interceptor import AuthInterceptor
 from libs.auth.rbac import Authorizer
-from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
+from libs.auth.settings import token_verifier
 from libs.grpc_server.server import ServiceBinding
 from services.validator.api.permissions import METHOD_PERMISSIONS
 from services.validator.api.servicer import ValidatorServicer
@@ -102,17 +102,7 @@ def runtime_info(sandbox: Sandbox) -> dict[str, str]:
 
 
 def _auth_interceptor(config: Config) -> AuthInterceptor:
-    auth = config.auth
-    verifier = TokenVerifier(
-        JwksSource(auth.jwks),
-        VerifierSettings(
-            issuer=auth.issuer,
-            audience=auth.audience,
-            roles_claim=auth.roles_claim,
-            teams_claim=auth.teams_claim,
-            leeway_seconds=auth.leeway_seconds,
-        ),
-    )
+    verifier = token_verifier(config.auth)
     return AuthInterceptor(verifier, Authorizer(METHOD_PERMISSIONS))
 
 
