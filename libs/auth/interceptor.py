@@ -14,7 +14,7 @@ from libs.auth import principal as principal_ctx
 from libs.auth.rbac import Authorizer
 from libs.auth.tokens import TokenVerifier
 from libs.errors.domain_errors import Unauthenticated
-from libs.grpc_server.handlers import wrap_handler
+from libs.grpc_server.handlers import WrappedHandlers
 from libs.telemetry import context as reqctx
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
@@ -30,6 +30,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._verifier = verifier
         self._authorizer = authorizer
         self._public = set(public_methods)
+        self._handlers = WrappedHandlers(self._wrap)
 
     def _is_public(self, method: str) -> bool:
         return method in self._public or method.startswith(PUBLIC_PREFIXES)
@@ -38,7 +39,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if self._is_public(handler_call_details.method):
             return handler
-        return wrap_handler(handler, self._wrap, handler_call_details.method)
+        return self._handlers.get(handler, handler_call_details.method)
 
     def _authenticate(self, context: grpc.ServicerContext, method: str):
         header = ""

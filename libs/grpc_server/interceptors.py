@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from libs.errors.domain_errors import DomainError
-from libs.grpc_server.handlers import wrap_handler
+from libs.grpc_server.handlers import WrappedHandlers
 from libs.telemetry import context as reqctx
 from libs.telemetry.metrics import GrpcMetrics
 
@@ -40,13 +40,13 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
     def __init__(self, metrics: GrpcMetrics, *, quiet_methods: Sequence[str] = ()) -> None:
         self._metrics = metrics
         self._quiet = QUIET_PREFIXES + tuple(quiet_methods)
+        self._handlers = WrappedHandlers(self._wrap)
 
     def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        return wrap_handler(handler, self._wrap, handler_call_details.method)
+        return self._handlers.get(continuation(handler_call_details), handler_call_details.method)
 
     def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
-        metrics = self._metrics
+        metrics = self._metrics.for_method(method)
         quiet = method.startswith(self._quiet)
 
         def begin(context: grpc.ServicerContext) -> tuple[Any, float]:
@@ -57,7 +57,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 method=method,
             )
             context.set_trailing_metadata((("x-request-id", ctx.request_id),))
-            metrics.started(method)
+            metrics.started()
             return reqctx.activate(ctx), time.perf_counter()
 
         def end(context: grpc.ServicerContext, token: Any, start: float, failed: bool) -> None:
@@ -67,7 +67,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
             if code is None:
                 code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            metrics.finished(method, name, elapsed)
+            metrics.finished(name, elapsed)
             level = logging.DEBUG if quiet and name == "OK" else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
@@ -116,9 +116,11 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
     the request id, so internals (paths, SQL, secrets) never leak into a status message.
     """
 
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers(self._wrap)
+
     def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        return wrap_handler(handler, self._wrap, handler_call_details.method)
+        return self._handlers.get(continuation(handler_call_details), handler_call_details.method)
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, err: Exception, method: str) -> None:

@@ -37,14 +37,42 @@ class GrpcMetrics:
             registry=self.registry,
         )
 
+        self._methods: dict[str, MethodMetrics] = {}
+
+    def for_method(self, full_method: str) -> MethodMetrics:
+        """The method's labelled series, resolved once (a labels() lookup costs several µs per call)."""
+        found = self._methods.get(full_method)
+        if found is None:
+            found = self._methods.setdefault(full_method, MethodMetrics(self, *split_method(full_method)))
+        return found
+
     def started(self, full_method: str) -> None:
-        self.in_flight.labels(*split_method(full_method)).inc()
+        self.for_method(full_method).started()
 
     def finished(self, full_method: str, code: str, seconds: float) -> None:
-        service, method = split_method(full_method)
-        self.in_flight.labels(service, method).dec()
-        self.handled.labels(service, method, code).inc()
-        self.latency.labels(service, method).observe(seconds)
+        self.for_method(full_method).finished(code, seconds)
+
+
+class MethodMetrics:
+    """One method's in-flight gauge, latency histogram and per-code counters."""
+
+    def __init__(self, metrics: GrpcMetrics, service: str, method: str) -> None:
+        self._handled = metrics.handled
+        self._labels = (service, method)
+        self._in_flight = metrics.in_flight.labels(service, method)
+        self._latency = metrics.latency.labels(service, method)
+        self._by_code: dict[str, object] = {}
+
+    def started(self) -> None:
+        self._in_flight.inc()
+
+    def finished(self, code: str, seconds: float) -> None:
+        self._in_flight.dec()
+        counter = self._by_code.get(code)
+        if counter is None:
+            counter = self._by_code.setdefault(code, self._handled.labels(*self._labels, code))
+        counter.inc()
+        self._latency.observe(seconds)
 
 
 def split_method(full_method: str) -> tuple[str, str]:

@@ -47,10 +47,11 @@ class RunnerSettings:
     max_batch_size: int = setting("MAX_BATCH_SIZE", default=32, minimum=1, help="default dynamic batch size")
     max_queue_delay_ms: float = setting(
         "MAX_QUEUE_DELAY_MS",
-        default=0.0,
+        default=0.5,
         minimum=0,
         maximum=10_000,
-        help="longest wait for batch-mates; 0 (Triton's default too): batch what queued while the model ran",
+        help="longest wait for batch-mates while traffic flows (a model idle this long runs a request at once);"
+        " 0: batch only what queued while the model ran",
     )
     max_queued_requests: int = setting("MAX_QUEUED_REQUESTS", default=1024, minimum=1, help="per model")
     unload_grace_seconds: float = setting("UNLOAD_GRACE_SECONDS", default=30.0, minimum=0)

@@ -5,8 +5,12 @@ One run, one small torch MLP (the same weights everywhere):
   (b) the runner binary, loaded from a real registry after the version passed the dev gates,
       driven by tritonclient.grpc at concurrency 1, 8 and 32, one row per request;
   (c) `mlflow models serve --env-manager local` (MLflow's own scoring server, HTTP) on the same
-      module saved with mlflow.pytorch, at the same concurrencies, one row per request.
-Prints rows/s and p50/p99 for each, and the ratios runner/MLflow and runner/limit.
+      module saved with mlflow.pytorch, at the same concurrencies, one row per request;
+  (d) the transport floor: a bare gRPC ModelInfer with no model, auth or batching
+      (oip_floor_server.py) under the same client: what one-row requests can reach here at all;
+  (e) the runner at c=8 with wider requests (--wide-rows), where the per-request cost is shared.
+Prints rows/s and p50/p99 for each, the ratios runner/MLflow, runner/limit and runner/floor, and
+the bound the client's own CPU puts on one-row throughput.
 
   bazel run //tools/bench:runner_bench -- [--seconds 10] [--json out.json]
 """
@@ -166,7 +170,7 @@ def runner_process(workdir: Path, registry_address: str, idp, settings: dict[str
         log.close()
 
 
-def wait_runner_ready(address: str, log: Path, timeout: float = 180) -> None:
+def wait_runner_ready(address: str, log: Path | None, timeout: float = 180) -> None:
     from inference import grpc_service_pb2 as pb
     from inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -178,7 +182,23 @@ def wait_runner_ready(address: str, log: Path, timeout: float = 180) -> None:
                 if stub.ServerReady(pb.ServerReadyRequest(), timeout=2).ready:
                     return
             time.sleep(0.2)
-    raise RuntimeError(f"runner not ready; log:\n{log.read_text()[-4000:]}")
+    raise RuntimeError(f"{address} not ready" + (f"; log:\n{log.read_text()[-4000:]}" if log else ""))
+
+
+@contextlib.contextmanager
+def floor_server(outputs: int, max_workers: int):
+    """oip_floor_server.py in its own process (its CPU is measured like the runner's)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tools.bench.oip_floor_server", str(port), str(outputs), str(max_workers)]
+    proc = subprocess.Popen(argv)
+    try:
+        yield f"127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @contextlib.contextmanager
@@ -240,11 +260,12 @@ def main() -> int:
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.5)
     parser.add_argument("--mlflow-workers", type=int, default=2, help="uvicorn workers (MLflow's default is 1)")
     parser.add_argument(
-        "--wide-rows", type=int, default=32, help="also: runner at c=8 with this many rows per request (0: skip)"
+        "--wide-rows", default="32,256", help="also: runner at c=8 with these many rows per request ('': skip)"
     )
     parser.add_argument("--max-workers", type=int, default=64, help="the runner's gRPC handler threads")
     parser.add_argument("--torch-threads", type=int, default=0, help="the runner's intra-op threads (0: torch's)")
     parser.add_argument("--log-level", default="INFO", help="the runner's log level (INFO: one JSON line per RPC)")
+    parser.add_argument("--skip-mlflow", action="store_true", help="runner and floor only (quicker tuning runs)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -295,18 +316,28 @@ def main() -> int:
                 row = loadgen("triton", address, token, args.features, level, args.seconds, pid)
                 results["runner"].append(row)
                 print(f"runner c={level}: {row['rows_per_second']:.0f} rows/s", flush=True)
-            if args.wide_rows > 1:  # where the time goes: the same runner, fewer and wider requests
-                results["runner_wide"] = loadgen(
-                    "triton", address, token, args.features, 8, args.seconds, pid, args.wide_rows
-                )
-        save_mlflow_model(module, args.features, workdir / "mlflow-model")
+            results["runner_wide"] = []
+            for rows in [int(r) for r in args.wide_rows.split(",") if r.strip()]:
+                # where the time goes: the same runner, fewer and wider requests
+                row = loadgen("triton", address, token, args.features, 8, args.seconds, pid, rows)
+                results["runner_wide"].append(row)
+                print(f"runner c=8 x{rows} rows: {row['rows_per_second']:.0f} rows/s", flush=True)
+        results["floor"] = []
+        with floor_server(args.outputs, args.max_workers) as (address, pid):
+            wait_runner_ready(address, None)
+            for level in levels:
+                row = loadgen("triton", address, "-", args.features, level, args.seconds, pid)
+                results["floor"].append(row)
+                print(f"transport floor c={level}: {row['rows_per_second']:.0f} rows/s", flush=True)
         results["mlflow_workers"] = args.mlflow_workers
         results["mlflow"] = []
-        with mlflow_server(workdir / "mlflow-model", workdir, args.mlflow_workers) as (url, pid):
-            for level in levels:
-                row = loadgen("mlflow", url, "-", args.features, level, args.seconds, pid)
-                results["mlflow"].append(row)
-                print(f"mlflow c={level}: {row['rows_per_second']:.0f} rows/s", flush=True)
+        if not args.skip_mlflow:
+            save_mlflow_model(module, args.features, workdir / "mlflow-model")
+            with mlflow_server(workdir / "mlflow-model", workdir, args.mlflow_workers) as (url, pid):
+                for level in levels:
+                    row = loadgen("mlflow", url, "-", args.features, level, args.seconds, pid)
+                    results["mlflow"].append(row)
+                    print(f"mlflow c={level}: {row['rows_per_second']:.0f} rows/s", flush=True)
         channel.close()
     report(results)
     if args.json:
@@ -318,34 +349,41 @@ def report(results: dict) -> None:
     limit = results["limit"]
     print()
     print(f"model: {results['model']}")
-    header = f"{'what':<34}{'rows/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+    header = f"{'what':<36}{'rows/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
     print(header + f"{'srv cpu ms/req':>16}{'cli cpu ms/req':>16}")
     print(
-        f"{'in-process limit (batch ' + str(limit['best_batch']) + ')':<34}"
+        f"{'in-process limit (batch ' + str(limit['best_batch']) + ')':<36}"
         f"{limit['rows_per_second']:>10.0f}{limit['p50_ms']:>10.2f}{limit['p99_ms']:>10.2f}{'':>8}"
     )
-    for kind in ("runner", "mlflow"):
-        for row in results[kind]:
-            label = (
-                f"{'runner gRPC (tritonclient)' if kind == 'runner' else 'mlflow models serve'} c={row['concurrency']}"
-            )
-            print(
-                f"{label:<34}{row['rows_per_second']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
-                f"{row['errors']:>8}{row['server_cpu_ms_per_request']:>16.2f}{row['client_cpu_ms_per_request']:>16.2f}"
-            )
-    wide = results.get("runner_wide")
-    if wide:
-        label = f"runner c=8, {wide['rows_per_request']} rows/request"
+    labels = {
+        "runner": "runner gRPC (tritonclient)",
+        "mlflow": "mlflow models serve",
+        "floor": "transport floor (no model)",
+    }
+    rows = [(f"{labels[kind]} c={row['concurrency']}", row) for kind in labels for row in results.get(kind, [])]
+    rows += [(f"runner c=8, {w['rows_per_request']} rows/request", w) for w in results.get("runner_wide", [])]
+    for label, row in rows:
         print(
-            f"{label:<34}{wide['rows_per_second']:>10.0f}{wide['p50_ms']:>10.2f}{wide['p99_ms']:>10.2f}"
-            f"{wide['errors']:>8}{wide['server_cpu_ms_per_request']:>16.2f}{wide['client_cpu_ms_per_request']:>16.2f}"
+            f"{label:<36}{row['rows_per_second']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}"
+            f"{row['errors']:>8}{row['server_cpu_ms_per_request']:>16.2f}{row['client_cpu_ms_per_request']:>16.2f}"
         )
     print()
-    print(f"{'concurrency':<14}{'runner/mlflow':>15}{'runner/limit':>15}")
-    for run_row, ml_row in zip(results["runner"], results["mlflow"], strict=True):
-        vs_mlflow = run_row["rows_per_second"] / ml_row["rows_per_second"]
+    print(f"{'concurrency':<14}{'runner/mlflow':>15}{'runner/limit':>15}{'runner/floor':>15}")
+    mlflow = results["mlflow"] or [None] * len(results["runner"])
+    for run_row, ml_row, floor_row in zip(results["runner"], mlflow, results["floor"], strict=True):
+        vs_mlflow = run_row["rows_per_second"] / ml_row["rows_per_second"] if ml_row else float("nan")
         vs_limit = run_row["rows_per_second"] / limit["rows_per_second"]
-        print(f"{run_row['concurrency']:<14}{vs_mlflow:>14.1f}x{vs_limit:>14.1%}")
+        vs_floor = run_row["rows_per_second"] / floor_row["rows_per_second"]
+        print(f"{run_row['concurrency']:<14}{vs_mlflow:>14.1f}x{vs_limit:>14.1%}{vs_floor:>14.0%}")
+    # The client alone, given every core and a server costing nothing, could not send more.
+    client_ms = min(r["client_cpu_ms_per_request"] for r in results["runner"] if r["requests"])
+    bound = 1000 * results["machine"]["cpus"] / client_ms
+    print(
+        f"\none-row bound: the client alone spends {client_ms:.2f} ms CPU per request, so {results['machine']['cpus']} "
+        f"cores cannot send more than {bound:.0f} one-row requests/s = {bound / limit['rows_per_second']:.1%} "
+        "of the in-process limit, whatever the server"
+    )
+    results["one_row_bound_rows_per_second"] = bound
 
 
 if __name__ == "__main__":

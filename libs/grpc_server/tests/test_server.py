@@ -8,9 +8,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import generate_latest
 
+from libs.grpc_server.handlers import WrappedHandlers
+from libs.grpc_server.interceptors import ObservabilityInterceptor
 from libs.grpc_server.server import GrpcServer
 from libs.grpc_server.tests import echo
 from libs.telemetry import logging_json
+from libs.telemetry.metrics import GrpcMetrics
 from libs.testing.grpc_servers import channel_to, running_server, test_settings
 
 
@@ -155,3 +158,41 @@ def test_quiet_methods_log_successes_at_debug_failures_at_info_and_count_all():
     text = generate_latest(server.metrics.registry).decode()
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Echo",grpc_service="test.v1.Echo"} 1.0' in text
     assert 'grpc_code="NOT_FOUND",grpc_method="Echo"' in text
+
+
+def test_interceptors_wrap_each_method_once_and_still_see_every_call():
+    """Wrappers are built once per method (a per-call rebuild cost CPU on small RPCs); request
+    ids, logs and metrics remain per call."""
+    built: list[str] = []
+
+    class Counting(ObservabilityInterceptor):
+        def _wrap(self, behavior, req_stream, resp_stream, method):
+            built.append(method)
+            return super()._wrap(behavior, req_stream, resp_stream, method)
+
+    seen = GrpcMetrics()
+    with running_server([echo.binding()], interceptors=[Counting(seen)]) as srv, channel_to(srv) as chan:
+        unary, _, _ = echo.stubs(chan)
+        ids = set()
+        for i in range(5):
+            _, call = unary.with_call(f"x{i}".encode())
+            ids.add(dict(call.trailing_metadata())["x-request-id"])
+        with pytest.raises(grpc.RpcError):
+            unary(b"notfound")
+        server_text = generate_latest(srv.metrics.registry).decode()
+    assert built == [f"/{echo.SERVICE}/Echo"]
+    assert len(ids) == 5
+    ok = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Echo",grpc_service="test.v1.Echo"} 5.0'
+    assert ok in generate_latest(seen.registry).decode() and ok in server_text
+    assert 'grpc_code="NOT_FOUND",grpc_method="Echo",grpc_service="test.v1.Echo"} 1.0' in server_text
+
+
+def test_a_new_handler_for_a_method_is_wrapped_anew():
+    wrapped = WrappedHandlers(lambda behavior, _rq, _rs, _m: lambda req, ctx: ("wrapped", behavior(req, ctx)))
+    first = grpc.unary_unary_rpc_method_handler(lambda req, ctx: 1)
+    second = grpc.unary_unary_rpc_method_handler(lambda req, ctx: 2)
+    a = wrapped.get(first, "/s/M")
+    assert wrapped.get(first, "/s/M") is a
+    b = wrapped.get(second, "/s/M")
+    assert b is not a and b.unary_unary(None, None) == ("wrapped", 2)
+    assert wrapped.get(None, "/s/M") is None

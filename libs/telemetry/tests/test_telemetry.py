@@ -50,3 +50,16 @@ def test_red_metrics_are_recorded_per_method_and_code():
     assert 'grpc_server_handling_seconds_count{grpc_method="Get",grpc_service="a.v1.S"} 2.0' in text
     assert 'grpc_server_in_flight{grpc_method="Get",grpc_service="a.v1.S"} 0.0' in text
     assert split_method("bogus") == ("unknown", "unknown")
+
+
+def test_method_series_are_resolved_once_and_codes_get_their_own_counter():
+    m = GrpcMetrics()
+    get = m.for_method("/a.v1.S/Get")
+    assert m.for_method("/a.v1.S/Get") is get and m.for_method("/a.v1.S/Put") is not get
+    for code in ("OK", "OK", "UNAVAILABLE"):
+        get.started()
+        get.finished(code, 0.001)
+    text = generate_latest(m.registry).decode()
+    assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Get",grpc_service="a.v1.S"} 2.0' in text
+    assert 'grpc_server_handled_total{grpc_code="UNAVAILABLE",grpc_method="Get",grpc_service="a.v1.S"} 1.0' in text
+    assert 'grpc_server_in_flight{grpc_method="Get",grpc_service="a.v1.S"} 0.0' in text

@@ -16,7 +16,7 @@ import numpy as np
 from inference import grpc_service_pb2 as pb
 from libs.errors.domain_errors import InvalidArgument
 from services.gpu_runner.domain import tensors
-from services.gpu_runner.domain.tensors import DTYPES, Signature, TensorSpec
+from services.gpu_runner.domain.tensors import DTYPES, TensorSpec
 
 # Datatype -> the InferTensorContents field that carries it when typed.
 TYPED_FIELD: Mapping[str, str] = {
@@ -117,17 +117,6 @@ def decode_request(request: pb.ModelInferRequest) -> DecodedRequest:
             raise InvalidArgument(f"requested output {output.name}: the classification extension is not supported")
         requested.append(output.name)
     return DecodedRequest(inputs, datatypes, raw, tuple(requested))
-
-
-def output_specs(signature: Signature, requested: Sequence[str]) -> list[TensorSpec]:
-    """The outputs to return: the requested ones (all if none), refusing names the model lacks."""
-    names = list(requested) or [s.name for s in signature.outputs]
-    unknown = [n for n in names if signature.output(n) is None]
-    if unknown:
-        raise InvalidArgument(
-            f"requested output(s) {', '.join(unknown)} unknown; the model has {[s.name for s in signature.outputs]}"
-        )
-    return [signature.output(n) for n in names]
 
 
 def encode_response(

@@ -54,11 +54,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         decoded = oip_codec.decode_request(request)
-        target = self.models.view(request.model_name, request.model_version)
-        if target.signature is not None:  # refuse unknown requested outputs before running anything
-            oip_codec.output_specs(target.signature, decoded.requested_outputs)
-        view, outputs = self.models.infer(request.model_name, request.model_version, decoded.inputs, decoded.datatypes)
-        specs = oip_codec.output_specs(view.signature, decoded.requested_outputs)
+        view, outputs = self.models.infer(
+            request.model_name, request.model_version, decoded.inputs, decoded.datatypes, decoded.requested_outputs
+        )
+        specs = view.signature.select_outputs(decoded.requested_outputs)
         return oip_codec.encode_response(request, view.name, view.version, specs, outputs, decoded.raw)
 
 

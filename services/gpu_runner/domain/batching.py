@@ -2,8 +2,9 @@
 
 One `Batcher` per loaded model owns one worker thread. A batch closes when it holds
 `max_batch_size` rows, when its row count is one of the preferred sizes, or when its oldest request
-has waited `max_queue_delay`. Only requests whose tensors agree on everything but the batch
-dimension (dtype and trailing shape) are merged. If a merged forward pass fails, every request of
+has waited `max_queue_delay`; a request to a model that has been idle for the delay runs at once.
+Only requests whose tensors agree on everything but the batch dimension (dtype and trailing shape)
+are merged. If a merged forward pass fails, every request of
 the batch is re-run alone, so one request's bad input never fails its batch-mates; only the
 request that fails on its own gets the error.
 """
@@ -92,6 +93,7 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._running = 0  # requests taken off the queue and not yet answered
+        self._idle_since = self._clock()  # when the last batch finished (with nothing queued)
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
@@ -100,9 +102,11 @@ class Batcher:
     def submit(self, inputs: Arrays, rows: int) -> Future:
         """Queue one request (already checked against the signature); its future gets its outputs.
 
-        With no queue delay, a request that finds the model idle runs at once on the caller's
-        thread (no hand-off to the worker: that is most of the cost of a small model at low load);
-        requests arriving meanwhile queue and the worker batches them when it finishes.
+        A request that finds the model idle, and idle for at least `max_queue_delay` (or the delay
+        is 0), runs at once on the caller's thread: with nobody arriving for that long there is
+        nobody to wait for, and handing it to the worker thread is most of the cost of a small
+        model at low load. Otherwise (traffic is flowing, or the model is busy) it queues and the
+        worker batches it with what arrives within the delay.
         """
         future: Future = Future()
         key = tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))
@@ -110,7 +114,10 @@ class Batcher:
         with self._cond:
             if self._stopping:
                 raise Unavailable(f"model {self.name} is unloading; retry against another replica or version")
-            inline = self.config.max_queue_delay_s == 0 and not self._queue and not self._running
+            delay = self.config.max_queue_delay_s
+            inline = (
+                not self._queue and not self._running and (delay == 0 or pending.arrival - self._idle_since >= delay)
+            )
             if inline:
                 self._running = 1
             else:
@@ -205,6 +212,8 @@ class Batcher:
         finally:
             with self._cond:
                 self._running = 0
+                if not self._queue:
+                    self._idle_since = self._clock()
                 self.stats.batches += 1
                 self.stats.requests += len(batch)
                 self.stats.rows += rows

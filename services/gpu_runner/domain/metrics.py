@@ -40,9 +40,14 @@ class RunnerMetrics:
         self.job_records = Counter("runner_batch_job_records", "Records processed by batch jobs.", ["team"], registry=r)
 
     def on_batch(self, model: str):
+        # Resolved once per model: labels() is a locked lookup, and this runs after every batch.
+        batch_requests = self.batch_requests.labels(model)
+        batch_rows = self.batch_rows.labels(model)
+        queue_seconds = self.queue_seconds.labels(model)
+
         def record(requests: int, rows: int, waited: float) -> None:
-            self.batch_requests.labels(model).observe(requests)
-            self.batch_rows.labels(model).observe(rows)
-            self.queue_seconds.labels(model).observe(waited)
+            batch_requests.observe(requests)
+            batch_rows.observe(rows)
+            queue_seconds.observe(waited)
 
         return record

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -303,9 +303,15 @@ class ModelManager:
                 return False
 
     def infer(
-        self, name: str, version: str, inputs: Mapping[str, np.ndarray], datatypes: Mapping[str, str]
+        self,
+        name: str,
+        version: str,
+        inputs: Mapping[str, np.ndarray],
+        datatypes: Mapping[str, str],
+        requested_outputs: Sequence[str] = (),
     ) -> tuple[ModelView, dict[str, np.ndarray]]:
-        """Check the request against the signature, run it through the model's batcher."""
+        """Check the request (inputs and requested output names) against the signature, then run it
+        through the model's batcher; nothing runs for a request that names an unknown output."""
         with self._lock:
             entry = self._find(name, version)
             if entry.state is not ModelState.READY:
@@ -315,6 +321,7 @@ class ModelManager:
             batcher, signature = entry.batcher, entry.backend.signature
         try:
             rows = check_against(signature, inputs, datatypes)
+            signature.select_outputs(requested_outputs)
             outputs = batcher.infer(dict(inputs), rows)
             return entry.view(), outputs
         finally:

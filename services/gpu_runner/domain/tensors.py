@@ -83,6 +83,18 @@ class Signature:
     def output(self, name: str) -> TensorSpec | None:
         return next((s for s in self.outputs if s.name == name), None)
 
+    def select_outputs(self, requested: Sequence[str]) -> tuple[TensorSpec, ...]:
+        """The outputs to return: the requested ones (all if none), refusing names the model lacks."""
+        if not requested:
+            return self.outputs
+        specs = tuple(self.output(n) for n in requested)
+        if None in specs:
+            unknown = [n for n, s in zip(requested, specs, strict=True) if s is None]
+            raise InvalidArgument(
+                f"requested output(s) {', '.join(unknown)} unknown; the model has {[s.name for s in self.outputs]}"
+            )
+        return specs
+
 
 def element_count(shape: Sequence[int]) -> int:
     return math.prod(shape) if shape else 1

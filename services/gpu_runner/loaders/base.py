@@ -7,7 +7,6 @@ to a library, and each reports the memory its weights hold so the budget can acc
 from __future__ import annotations
 
 import abc
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -133,8 +132,7 @@ class TorchModuleBackend(Backend):
         sig = self.signature
         assert sig is not None, "bind() a signature before predict()"
         dev = self.device.torch_device
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with torch.inference_mode():
             args = [to_torch(inputs[spec.name], spec.datatype, dev) for spec in sig.inputs]
             result = self.module(*args)
         if isinstance(result, torch.Tensor):

@@ -52,13 +52,52 @@ def test_requests_are_merged_up_to_max_batch_size_and_split_back():
     batcher.stop()
 
 
-def test_a_lone_request_waits_at_most_the_queue_delay():
-    model = Recorder()
-    batcher = Batcher("m", model, BatchingConfig(max_batch_size=64, max_queue_delay_s=0.05))
-    start = time.monotonic()
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ThreadRecorder(Recorder):
+    """A Recorder that also notes which thread ran each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def __call__(self, inputs):
+        self.threads.append(threading.current_thread().name)
+        return super().__call__(inputs)
+
+
+def test_a_request_right_after_a_batch_waits_for_mates_until_the_queue_delay():
+    model, clock = ThreadRecorder(), FakeClock()
+    batcher = Batcher("m", model, BatchingConfig(max_batch_size=64, max_queue_delay_s=0.05), clock=clock)
+    clock.now += 1  # idle for longer than the delay: runs at once on the caller's thread
     batcher.infer(_x(1), 1, timeout=5)
-    elapsed = time.monotonic() - start
-    assert 0.04 <= elapsed < 0.5
+    clock.now += 0.01  # 10 ms after that pass finished: traffic is flowing, so wait for mates
+    first = batcher.submit(_x(2), 1)
+    clock.now += 0.01
+    second = batcher.submit(_x(3), 1)
+    time.sleep(0.2)  # real time passes, the clock does not: the batch stays open
+    assert not first.done() and batcher.busy == 2
+    clock.now += 0.05  # the oldest request's delay is over: the two run as one batch
+    assert first.result(5)["y"][0, 0] == 4 and second.result(5)["y"][0, 0] == 6
+    assert model.calls == [1, 2]
+    assert model.threads[0] == threading.current_thread().name and model.threads[1] == "batcher-m"
+    batcher.stop()
+
+
+def test_a_request_to_a_model_idle_for_the_queue_delay_runs_at_once():
+    model, clock = ThreadRecorder(), FakeClock()
+    batcher = Batcher("m", model, BatchingConfig(max_batch_size=64, max_queue_delay_s=5.0), clock=clock)
+    for value in (1, 2, 3):
+        clock.now += 5.0  # sparse traffic: nobody to wait for, so nobody waits 5 s
+        assert batcher.infer(_x(value), 1, timeout=1)["y"][0, 0] == 2 * value
+    assert model.calls == [1, 1, 1]
+    assert set(model.threads) == {threading.current_thread().name}
     batcher.stop()
 
 
