@@ -267,7 +267,11 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="the runner's log level (INFO: one JSON line per RPC)")
     parser.add_argument("--skip-mlflow", action="store_true", help="runner and floor only (quicker tuning runs)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--report", type=Path, help="only print the table of a --json file written earlier")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()))
+        return 0
     levels = [int(c) for c in args.concurrency.split(",")]
     module = build_model(args.features, args.hidden, args.outputs)
     ts = torchscript_bytes(module)
@@ -368,13 +372,21 @@ def report(results: dict) -> None:
             f"{row['errors']:>8}{row['server_cpu_ms_per_request']:>16.2f}{row['client_cpu_ms_per_request']:>16.2f}"
         )
     print()
-    print(f"{'concurrency':<14}{'runner/mlflow':>15}{'runner/limit':>15}{'runner/floor':>15}")
+    # With c one-row requests in flight no batch can exceed c rows: the in-process forward at that
+    # batch size is the most batching could give at this concurrency.
+    by_batch = {int(b): v["rows_per_second"] for b, v in limit["by_batch"].items()}
+    print(f"{'concurrency':<14}{'runner/mlflow':>15}{'runner/limit':>15}{'runner/floor':>15}{'runner/in-proc@c':>18}")
     mlflow = results["mlflow"] or [None] * len(results["runner"])
     for run_row, ml_row, floor_row in zip(results["runner"], mlflow, results["floor"], strict=True):
+        level = run_row["concurrency"]
         vs_mlflow = run_row["rows_per_second"] / ml_row["rows_per_second"] if ml_row else float("nan")
         vs_limit = run_row["rows_per_second"] / limit["rows_per_second"]
         vs_floor = run_row["rows_per_second"] / floor_row["rows_per_second"]
-        print(f"{run_row['concurrency']:<14}{vs_mlflow:>14.1f}x{vs_limit:>14.1%}{vs_floor:>14.0%}")
+        at_c = by_batch[max((b for b in by_batch if b <= level), default=min(by_batch))]
+        print(
+            f"{level:<14}{vs_mlflow:>14.1f}x{vs_limit:>14.1%}{vs_floor:>14.0%}"
+            f"{run_row['rows_per_second'] / at_c:>17.0%}"
+        )
     # The client alone, given every core and a server costing nothing, could not send more.
     client_ms = min(r["client_cpu_ms_per_request"] for r in results["runner"] if r["requests"])
     bound = 1000 * results["machine"]["cpus"] / client_ms
