@@ -4,14 +4,18 @@ import logging
 
 import grpc
 import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import generate_latest
 
 from libs.grpc_server.handlers import WrappedHandlers
 from libs.grpc_server.interceptors import ObservabilityInterceptor
+from libs.grpc_server.rich_status import rich_status
 from libs.grpc_server.server import GrpcServer
 from libs.grpc_server.tests import echo
+from libs.telemetry import context as reqctx
 from libs.telemetry import logging_json
 from libs.telemetry.metrics import GrpcMetrics
 from libs.testing.grpc_servers import channel_to, running_server, test_settings
@@ -196,3 +200,19 @@ def test_a_new_handler_for_a_method_is_wrapped_anew():
     b = wrapped.get(second, "/s/M")
     assert b is not a and b.unary_unary(None, None) == ("wrapped", 2)
     assert wrapped.get(None, "/s/M") is None
+
+
+def test_rich_status_packs_details_and_keeps_the_request_id():
+    token = reqctx.activate(reqctx.RequestContext(request_id="req-7", trace_id="t", method="/s/M"))
+    try:
+        status = rich_status(grpc.StatusCode.FAILED_PRECONDITION, "blocked", duration_pb2.Duration(seconds=3))
+    finally:
+        reqctx.deactivate(token)
+    assert status.code is grpc.StatusCode.FAILED_PRECONDITION and status.details == "blocked"
+    trailers = dict(status.trailing_metadata)
+    assert trailers["x-request-id"] == "req-7"
+    decoded = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    assert decoded.code == grpc.StatusCode.FAILED_PRECONDITION.value[0] and decoded.message == "blocked"
+    unpacked = duration_pb2.Duration()
+    assert decoded.details[0].Unpack(unpacked) and unpacked.seconds == 3
+    assert isinstance(decoded.details[0], any_pb2.Any)

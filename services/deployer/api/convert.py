@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
-import grpc
-from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
-from google.protobuf.message import Message
-from google.rpc import status_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from causeway.common.v1 import digest_pb2, environment_pb2, errors_pb2, gate_pb2, identity_pb2, model_pb2
 from causeway.deployer.v1 import deployment_pb2 as pb
 from libs.auth.principal import Principal
 from libs.errors.domain_errors import InvalidArgument
-from libs.telemetry import context as reqctx
 from services.deployer.domain.records import (
     Actor,
     CanaryCriterion,
@@ -222,30 +217,6 @@ def revision(r: Revision, allowed: bool) -> pb.DeploymentRevision:
         end_time=_ts(r.end_time),
         current_gate_decision=gate_pb2.GATE_DECISION_ALLOWED if allowed else gate_pb2.GATE_DECISION_BLOCKED,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class RichStatus(grpc.Status):
-    """What `ServicerContext.abort_with_status` takes: code, message and trailing metadata."""
-
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
-
-
-def rich_status(code: grpc.StatusCode, text: str, *details: Message) -> RichStatus:
-    """A status whose `grpc-status-details-bin` trailer carries `details` as google.protobuf.Any."""
-    packed = []
-    for detail in details:
-        item = any_pb2.Any()
-        item.Pack(detail)
-        packed.append(item)
-    status = status_pb2.Status(code=code.value[0], message=text, details=packed)
-    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
-    ctx = reqctx.current()
-    if ctx is not None:
-        trailers.append(("x-request-id", ctx.request_id))
-    return RichStatus(code, text, tuple(trailers))
 
 
 def gate_failure(check: GateCheck) -> errors_pb2.GateFailure:

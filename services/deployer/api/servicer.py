@@ -13,6 +13,7 @@ from causeway.deployer.v1 import deployer_service_pb2_grpc as svc_grpc
 from causeway.deployer.v1 import deployment_pb2 as pb
 from libs.auth import principal as principal_ctx
 from libs.errors.domain_errors import InvalidArgument, Unauthenticated
+from libs.grpc_server.rich_status import rich_status
 from libs.grpc_server.server import ServiceBinding
 from services.deployer.api import convert as conv
 from services.deployer.domain.deployer import Deployer, Request
@@ -32,7 +33,7 @@ def with_gate_failure(method: F) -> F:
             return method(self, request, context)
         except GatesBlocked as err:
             context.abort_with_status(
-                conv.rich_status(grpc.StatusCode.FAILED_PRECONDITION, err.message, conv.gate_failure(err.check))
+                rich_status(grpc.StatusCode.FAILED_PRECONDITION, err.message, conv.gate_failure(err.check))
             )
 
     return wrapper  # type: ignore[return-value]

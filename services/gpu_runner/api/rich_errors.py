@@ -12,21 +12,14 @@ import functools
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import status_pb2
 
 from causeway.common.v1 import errors_pb2, gate_pb2, model_pb2
 from libs.errors.domain_errors import DomainError
-from libs.telemetry import context as reqctx
+from libs.grpc_server.rich_status import rich_status
 from services.gpu_runner.api.convert import digest, environment
 from services.gpu_runner.domain.jobs import QuotaExceeded
 from services.gpu_runner.domain.memory import MemoryExhausted
 from services.gpu_runner.domain.source import DigestMismatchError, GatesBlocked
-
-
-class _RichStatus(grpc.Status):
-    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
-        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
 
 
 def _detail(err: DomainError):
@@ -65,15 +58,7 @@ def abort_with_detail(context: grpc.ServicerContext, err: DomainError) -> None:
     detail = _detail(err)
     if detail is None:
         raise err
-    packed = any_pb2.Any()
-    packed.Pack(detail)
-    code = getattr(grpc.StatusCode, err.status)
-    status = status_pb2.Status(code=code.value[0], message=err.message, details=[packed])
-    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
-    ctx = reqctx.current()
-    if ctx is not None:  # abort_with_status replaces the trailers the bootstrap set; keep the request id
-        trailers.append(("x-request-id", ctx.request_id))
-    context.abort_with_status(_RichStatus(code, err.message, tuple(trailers)))
+    context.abort_with_status(rich_status(getattr(grpc.StatusCode, err.status), err.message, detail))
 
 
 def with_details(method: Callable) -> Callable:

@@ -17,9 +17,9 @@ from libs.artifacts.blob_store import DigestMismatch, SizeLimitExceeded
 from libs.auth import principal as principal_ctx
 from libs.auth.principal import Principal
 from libs.errors.domain_errors import Cancelled, InvalidArgument, Unauthenticated
+from libs.grpc_server.rich_status import rich_status
 from libs.grpc_server.server import ServiceBinding
 from services.registry.api.convert import actor, digest_hex, digest_proto, timestamp
-from services.registry.api.governance_convert import rich_status
 from services.registry.domain.artifacts import ArtifactRecord, Artifacts, UploadMetadata
 
 MAX_UPLOAD_CHUNK = 4 * 1024 * 1024  # artifact_service.proto: "chunk larger than 4 MiB" is INVALID_ARGUMENT

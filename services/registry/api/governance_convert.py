@@ -1,25 +1,18 @@
-"""Proto <-> domain conversions of GovernanceService, and rich error statuses (google.rpc.Status).
+"""Proto <-> domain conversions of GovernanceService, including the error details it sends.
 
-Errors with a detail message (DigestMismatch, GateFailure) are sent as a google.rpc.Status in the
-`grpc-status-details-bin` trailer next to the code and message, as causeway.common.v1 errors.proto
-specifies. grpcio-status is not in the lock, so the Status is built here from googleapis-common-
-protos' status_pb2 and handed to `context.abort_with_status`.
+Errors with a detail message (DigestMismatch, GateFailure) leave as a google.rpc.Status in the
+`grpc-status-details-bin` trailer (libs/grpc_server/rich_status.py), as causeway.common.v1
+errors.proto specifies; the detail messages are built here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-
-import grpc
-from google.protobuf import any_pb2, message
-from google.rpc import status_pb2
 
 from causeway.common.v1 import environment_pb2, errors_pb2, gate_pb2, model_pb2, validation_pb2
 from causeway.registry.v1 import approval_pb2, policy_pb2, validation_report_pb2
 from causeway.registry.v1 import model_pb2 as registry_model_pb2
 from libs.errors.domain_errors import InvalidArgument
-from libs.telemetry import context as reqctx
 from services.registry.api.convert import actor, digest_proto, timestamp
 from services.registry.domain.governance_records import (
     Approval,
@@ -199,28 +192,3 @@ def digest_mismatch(err: ReportDigestMismatch) -> errors_pb2.DigestMismatch:
         declared_size_bytes=err.size,
         actual_size_bytes=err.size,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class RichStatus(grpc.Status):
-    """What `ServicerContext.abort_with_status` takes: code, message and trailing metadata."""
-
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, str | bytes], ...]
-
-
-def rich_status(code: grpc.StatusCode, text: str, *details: message.Message) -> RichStatus:
-    """A status whose `grpc-status-details-bin` trailer carries `details` packed as Any."""
-    packed = []
-    for detail in details:
-        any_detail = any_pb2.Any()
-        any_detail.Pack(detail)
-        packed.append(any_detail)
-    status = status_pb2.Status(code=code.value[0], message=text, details=packed)
-    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
-    ctx = reqctx.current()
-    if ctx is not None:
-        # abort_with_status replaces the trailers the server bootstrap set; keep the request id.
-        trailers.append(("x-request-id", ctx.request_id))
-    return RichStatus(code, text, tuple(trailers))

@@ -18,6 +18,7 @@ from causeway.registry.v1 import governance_service_pb2_grpc as pb_grpc
 from libs.auth import principal as principal_ctx
 from libs.auth.principal import Principal
 from libs.errors.domain_errors import InvalidArgument, Unauthenticated
+from libs.grpc_server.rich_status import rich_status
 from libs.grpc_server.server import ServiceBinding
 from services.registry.api import governance_convert as conv
 from services.registry.api.convert import digest_hex, timestamp
@@ -46,11 +47,11 @@ def with_details(method: F) -> F:
             return method(self, request, context)
         except ReportDigestMismatch as err:
             context.abort_with_status(
-                conv.rich_status(grpc.StatusCode.INVALID_ARGUMENT, err.message, conv.digest_mismatch(err))
+                rich_status(grpc.StatusCode.INVALID_ARGUMENT, err.message, conv.digest_mismatch(err))
             )
         except GatesBlocked as err:
             context.abort_with_status(
-                conv.rich_status(grpc.StatusCode.FAILED_PRECONDITION, err.message, conv.gate_failure(err.check))
+                rich_status(grpc.StatusCode.FAILED_PRECONDITION, err.message, conv.gate_failure(err.check))
             )
 
     return wrapper  # type: ignore[return-value]

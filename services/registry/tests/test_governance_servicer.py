@@ -18,9 +18,10 @@ from causeway.registry.v1 import governance_service_pb2_grpc as pb_grpc
 from causeway.registry.v1 import registry_service_pb2 as reg_pb
 from causeway.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from libs.audit.events import canonical_json
+from libs.grpc_server.rich_status import rich_status
 from libs.grpc_server.server import ServiceBinding
 from libs.testing.grpc_servers import channel_to, running_server
-from services.registry.api.governance_convert import gate_failure, rich_status
+from services.registry.api.governance_convert import gate_failure
 from services.registry.domain.governance_records import GateCheck, GateResult
 from services.registry.domain.policies import PolicyFileError, load_policies
 from services.registry.tests.harness import registry_harness
