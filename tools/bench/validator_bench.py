@@ -35,13 +35,13 @@ from causeway.registry.v1 import model_pb2 as rm
 from causeway.validator.v1 import report_pb2
 from causeway.validator.v1 import validator_service_pb2 as vpb
 from causeway.validator.v1 import validator_service_pb2_grpc as vgrpc
+from libs.architectures.registry import MLP
 from libs.grpc_server.server import GrpcServer
 from libs.grpc_server.settings import ServerSettings
 from services.validator.app import build_app
 from services.validator.config import load_config
 from services.validator.worker import runtime
 from services.validator.worker.inside import loaders
-from services.validator.worker.inside.architectures import MLP
 from services.validator.worker.launcher import Bind, Limits, Sandbox, SandboxSettings
 from tools.bench.common import MIB, file_chunks, file_sha256, running_registry, sha256_digest, token, upload_requests
 

@@ -344,6 +344,7 @@ def test_cancel_kills_the_worker_and_records_nothing(stack):
     ):
         if item.event.WhichOneof("event") == "check_started" and item.event.check_started.name == "signature":
             break
+    assert any(worker_processes())  # the run's worker is alive and found: the check after the cancel can fail
     with pytest.raises(grpc.RpcError) as err:
         stack.validator.CancelValidationRun(
             vpb.CancelValidationRunRequest(run_id=run.run_id, reason="x"), metadata=stack.md("mallory")
@@ -369,10 +370,30 @@ def test_cancel_kills_the_worker_and_records_nothing(stack):
     assert list(records) == []
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
+    return False
+
+
 def worker_processes():
-    """Processes of the sandbox user running the worker (there must be none after a cancel)."""
+    """This test's sandboxed workers: processes of the sandbox user running the worker that descend
+    from this process (the validator runs in it), so a concurrent test run's workers do not count."""
+    me = os.getpid()
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
+            continue
+        try:
+            if (
+                os.stat(f"/proc/{pid}").st_uid == 65534
+                and b"validator_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                and _descends_from(int(pid), me)
+            ):
+                yield int(pid)
+        except (OSError, ValueError, IndexError):
             continue
         try:
             if (

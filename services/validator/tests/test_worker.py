@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import shutil
@@ -154,7 +155,31 @@ def test_weights_must_fit_the_allow_listed_architecture(workers, mlp):
         session.close()
     session = start(workers, models.safetensors_bytes(mlp), "safetensors", ".safetensors", steps={}, golden=False)
     try:
-        assert "need the version tag 'architecture'" in session.result("load", 60).error
+        assert "need an architecture" in session.result("load", 60).error
+    finally:
+        session.close()
+
+
+def test_a_safetensors_header_names_its_architecture_as_the_runner_reads_it(workers, mlp):
+    """The runner's header form (`causeway.architecture: mlp` + config, Sequential keys) loads in the
+    sandbox from the shared registry, and the header wins over a contradicting version tag."""
+    from safetensors.torch import save
+
+    widths = [mlp.layers[0].in_features, *(layer.out_features for layer in mlp.layers)]
+    state = {}
+    for i, layer in enumerate(mlp.layers):
+        state[f"{2 * i}.weight"] = layer.weight.detach().contiguous()
+        state[f"{2 * i}.bias"] = layer.bias.detach().contiguous()
+    config = {"in_features": widths[0], "hidden": widths[1:-1], "out_features": widths[-1]}
+    header = {"causeway.architecture": "mlp", "causeway.config": json.dumps(config)}
+    session = start(workers, save(state, metadata=header), "safetensors", ".safetensors", architecture="mlp/v1")
+    try:
+        load = session.result("load", 60)
+        assert load.ok, load.error
+        assert load.result["architecture"] == "mlp"
+        predict = session.result("predict", 60).result
+        expected = mlp(torch.from_numpy(models.dataset(400, seed=7)[0])).detach().numpy().reshape(-1)
+        np.testing.assert_allclose(np.asarray(predict["predictions"]).reshape(-1), expected, rtol=1e-5, atol=1e-6)
     finally:
         session.close()
 

@@ -3,12 +3,15 @@
 The sandbox user cannot read the service's own files (Bazel runfiles under /root, an image's
 /app owned by another user), so the worker package (`worker/inside`) is copied once per content
 hash into `<work_dir>/runtime/<hash>/validator_worker`, readable by the sandbox group only, and
-bound read-only at /opt/validator. Inputs of a run are staged the same way in a per-run directory.
+bound read-only at /opt/validator. The shared architecture registry (libs/architectures/registry.py,
+the same code the runner serves with) is staged into that package as `architectures.py`. Inputs of
+a run are staged the same way in a per-run directory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -20,6 +23,18 @@ from pathlib import Path
 INSIDE = Path(__file__).parent / "inside"
 PACKAGE = "validator_worker"
 MOUNT = "/opt/validator"
+SHARED_MODULES = {"architectures.py": "libs.architectures.registry"}  # staged name -> module (not imported here)
+
+
+def worker_files() -> dict[str, Path]:
+    """What the staged package holds: the worker's own modules and the shared ones, by file name."""
+    files = {f.name: f for f in sorted(INSIDE.glob("*.py"))}
+    for name, module in SHARED_MODULES.items():
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise RuntimeError(f"{module} is not available to stage into the validator's sandbox")
+        files[name] = Path(spec.origin)
+    return files
 
 
 def default_python() -> str:
@@ -66,8 +81,8 @@ def seal_file(path: Path, gid: int) -> None:
 
 def code_hash() -> str:
     digest = hashlib.sha256()
-    for file in sorted(INSIDE.glob("*.py")):
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    for name, file in sorted(worker_files().items()):
+        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -80,8 +95,8 @@ def stage_worker_code(work_dir: Path, gid: int) -> Path:
     staging = runtime / f".staging-{secrets.token_hex(6)}"
     package = make_private_dir(staging / PACKAGE, gid)
     _secure(staging, gid, 0o750)
-    for file in sorted(INSIDE.glob("*.py")):
-        dest = package / file.name
+    for name, file in sorted(worker_files().items()):
+        dest = package / name
         dest.write_bytes(file.read_bytes())
         seal_file(dest, gid)
     try:

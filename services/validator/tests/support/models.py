@@ -18,7 +18,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save as save_safetensors
 
-from services.validator.worker.inside.architectures import MLP
+from libs.architectures.registry import MLP
 
 FEATURES = 12
 FEATURE_NAMES = [f"f{i}" for i in range(FEATURES)]

@@ -81,11 +81,15 @@ def _load_torchscript(path: str, job: dict[str, Any]) -> LoadedModel:
 def _load_weights(path: str, job: dict[str, Any], fmt: str) -> LoadedModel:
     import torch
 
-    from . import architectures
+    from . import architectures  # libs/architectures/registry.py, staged here: the runner's code too
 
+    metadata: dict[str, str] = {}
     if fmt == "safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
+        with safe_open(path, framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
         state = load_file(path, device="cpu")
         loader = "safetensors.torch.load_file"
     else:
@@ -93,8 +97,10 @@ def _load_weights(path: str, job: dict[str, Any], fmt: str) -> LoadedModel:
         loader = "torch.load(weights_only=True, mmap=True)"
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
             raise ValueError("a torch_state_dict artifact must hold a flat {name: tensor} mapping")
-    arch = job.get("architecture", "")
-    module = architectures.build(arch, state)
+    # The safetensors header (bound by the digest) names the architecture first, else the version tag.
+    arch, config = architectures.select(metadata, {architectures.VERSION_TAG: job.get("architecture", "")})
+    built = architectures.build(arch, state, config)
+    module = built.module
     params = sum(int(p.numel()) for p in module.parameters())
     return _torch_module(module, f"{loader} + architecture {arch}", (), {"architecture": arch, "parameters": params})
 
