@@ -36,7 +36,6 @@ class GrpcMetrics:
             ["grpc_service", "grpc_method"],
             registry=self.registry,
         )
-
         self._methods: dict[str, MethodMetrics] = {}
 
     def for_method(self, full_method: str) -> MethodMetrics:

@@ -4,9 +4,9 @@ One `Batcher` per loaded model owns one worker thread. A batch closes when it ho
 `max_batch_size` rows, when its row count is one of the preferred sizes, or when its oldest request
 has waited `max_queue_delay`; a request to a model that has been idle for the delay runs at once.
 Only requests whose tensors agree on everything but the batch dimension (dtype and trailing shape)
-are merged. If a merged forward pass fails, every request of
-the batch is re-run alone, so one request's bad input never fails its batch-mates; only the
-request that fails on its own gets the error.
+are merged. If a merged forward pass fails, every request of the batch is re-run alone, so one
+request's bad input never fails its batch-mates; only the request that fails on its own gets the
+error.
 """
 
 from __future__ import annotations
