@@ -7,6 +7,7 @@ import dataclasses
 
 import grpc
 
+from libs.audit.publisher import AuditPublisher
 from libs.auth.client_tokens import FileTokenSource
 from libs.auth.interceptor import AuthInterceptor
 from libs.auth.rbac import Authorizer
@@ -15,7 +16,7 @@ from libs.grpc_server.server import ServiceBinding
 from services.deployer.api import servicer as api
 from services.deployer.api.permissions import METHOD_PERMISSIONS
 from services.deployer.clients import git_host
-from services.deployer.clients.audit import AuditPublisher
+from services.deployer.clients.audit import to_request as audit_request
 from services.deployer.clients.registry import RegistryClient
 from services.deployer.config import Config
 from services.deployer.domain.deployer import Deployer
@@ -83,7 +84,7 @@ def build_app(config: Config) -> DeployerApp:
     tokens = FileTokenSource(config.auth.service_token_file)
     channel = grpc.insecure_channel(d.registry_address)
     registry = RegistryClient(channel, tokens)
-    audit = AuditPublisher(store, channel, tokens, interval=d.audit_interval_seconds).start()
+    audit = AuditPublisher(store, channel, tokens.metadata, audit_request, interval=d.audit_interval_seconds).start()
     pull_requests = None
     if d.git_host and d.git_token is not None:
         secret = d.git_token

@@ -9,6 +9,8 @@ import threading
 
 import grpc
 
+from libs.audit.local_outbox import LocalOutbox
+from libs.audit.publisher import AuditPublisher, outbox_event_request
 from libs.auth.client_tokens import FileTokenSource
 from libs.auth.interceptor import AuthInterceptor
 from libs.auth.rbac import Authorizer
@@ -21,6 +23,7 @@ from services.gpu_runner.api.token_cache import CachingTokenVerifier
 from services.gpu_runner.clients.registry_client import RegistryClient
 from services.gpu_runner.config import Config
 from services.gpu_runner.domain.artifact_cache import ArtifactCache
+from services.gpu_runner.domain.audit_trail import AuditTrail
 from services.gpu_runner.domain.batch_jobs import BatchJobs
 from services.gpu_runner.domain.batching import BatchingConfig
 from services.gpu_runner.domain.datasets import Storage
@@ -48,6 +51,8 @@ class RunnerApp:
     metrics: RunnerMetrics
     bindings: list[ServiceBinding]
     interceptors: list[grpc.ServerInterceptor]
+    audit_outbox: LocalOutbox
+    audit_publisher: AuditPublisher | None = None
     channel: grpc.Channel | None = None
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
@@ -59,6 +64,8 @@ class RunnerApp:
             threading.Thread(target=self._preload, args=(name, version), name=f"preload-{name}", daemon=True).start()
         if self.config.runner.gate_recheck_seconds > 0:
             threading.Thread(target=self._recheck_loop, name="gate-recheck", daemon=True).start()
+        if self.audit_publisher is not None:
+            self.audit_publisher.start()
         self.readiness.started()
 
     def _preload(self, name: str, version: int) -> None:
@@ -82,6 +89,9 @@ class RunnerApp:
         self.readiness.draining()
         self.scheduler.close()
         self.models.close()
+        if self.audit_publisher is not None:
+            self.audit_publisher.stop()  # one last attempt; unsent events stay in the outbox for the next start
+        self.audit_outbox.close()
         if self.channel is not None:
             self.channel.close()
 
@@ -92,7 +102,7 @@ def _auth_interceptor(config: Config) -> AuthInterceptor:
     return AuthInterceptor(cached, Authorizer(METHOD_PERMISSIONS), public_methods=PUBLIC_METHODS)
 
 
-def _registry_source(config: Config) -> tuple[RegistryClient, grpc.Channel]:
+def _registry_source(config: Config) -> tuple[RegistryClient, grpc.Channel, FileTokenSource]:
     runner = config.runner
     tokens = FileTokenSource(config.auth.service_token_file)
     channel = grpc.insecure_channel(
@@ -100,7 +110,7 @@ def _registry_source(config: Config) -> tuple[RegistryClient, grpc.Channel]:
         options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
     )
     client = RegistryClient(channel, runner.environment.value, tokens.metadata, timeout=runner.registry_timeout_seconds)
-    return client, channel
+    return client, channel, tokens
 
 
 def build_app(config: Config, *, source: ModelSource | None = None, device: Device | None = None) -> RunnerApp:
@@ -110,9 +120,15 @@ def build_app(config: Config, *, source: ModelSource | None = None, device: Devi
         import torch
 
         torch.set_num_threads(runner.torch_threads)
-    channel = None
+    channel = tokens = None
     if source is None:
-        source, channel = _registry_source(config)
+        source, channel, tokens = _registry_source(config)
+    # Audit events: a local outbox (survives restarts) drained into the registry's audit chain.
+    outbox = LocalOutbox(runner.data_dir / "audit" / "outbox.sqlite")
+    publisher = None
+    if channel is not None and tokens is not None:
+        publisher = AuditPublisher(outbox, channel, tokens.metadata, lambda e: outbox_event_request(e, "gpu-runner"))
+    audit = AuditTrail(outbox.record if publisher is None else _record_and_poke(outbox, publisher))
     device = device or select_device(runner.device.value)
     budget_bytes = runner.memory_budget_bytes or int(device.total_memory_bytes * runner.memory_budget_fraction)
     metrics = RunnerMetrics()
@@ -132,6 +148,7 @@ def build_app(config: Config, *, source: ModelSource | None = None, device: Devi
         ),
         evict_idle=runner.evict_idle,
         metrics=metrics,
+        audit=audit,
     )
     storage = Storage(runner.job_data_roots)
     scheduler = JobScheduler(
@@ -139,6 +156,7 @@ def build_app(config: Config, *, source: ModelSource | None = None, device: Devi
         JobRunner(models, storage, metrics),
         default_slots=runner.team_max_slots,
         default_queued=runner.team_max_queued,
+        audit=audit,
     )
     jobs = BatchJobs(scheduler, source, storage, loaders)
     for state in JobState:
@@ -158,5 +176,15 @@ def build_app(config: Config, *, source: ModelSource | None = None, device: Devi
         metrics=metrics,
         bindings=bindings,
         interceptors=[_auth_interceptor(config)],
+        audit_outbox=outbox,
+        audit_publisher=publisher,
         channel=channel,
     )
+
+
+def _record_and_poke(outbox: LocalOutbox, publisher: AuditPublisher):
+    def record(event) -> None:
+        outbox.record(event)
+        publisher.poke()
+
+    return record

@@ -1,24 +1,18 @@
-"""Drains the deployer's audit outbox into the audit chain (causeway.audit.v1.AuditService).
+"""The deployer's audit events as AppendEventRequests, for libs/audit's AuditPublisher.
 
-Events are appended in outbox order with their own event_id, which the chain treats as an
-idempotency key: a retry after a lost response never duplicates an event. While the chain is
-unreachable, events wait in the outbox (in the same database as the deployments), so no change
-is ever without its audit event.
+The outbox is the deployments database itself (an event is written in the same transaction as
+its change); the shared publisher drains it into the audit chain in order, idempotently.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 
-import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from causeway.audit.v1 import audit_event_pb2, audit_service_pb2, audit_service_pb2_grpc
+from causeway.audit.v1 import audit_event_pb2, audit_service_pb2
 from causeway.common.v1 import digest_pb2, identity_pb2
-from libs.auth.client_tokens import FileTokenSource
 from services.deployer.domain.ports import AuditEvent
-from services.deployer.storage.deployments_db import SqlDeploymentStore
 
 log = logging.getLogger("causeway.deployer.audit")
 
@@ -58,61 +52,3 @@ def to_request(event: AuditEvent) -> audit_service_pb2.AppendEventRequest:
             )
         )
     return request
-
-
-class AuditPublisher:
-    def __init__(
-        self,
-        store: SqlDeploymentStore,
-        channel: grpc.Channel,
-        tokens: FileTokenSource,
-        interval: float = 0.5,
-    ) -> None:
-        self.store = store
-        self._stub = audit_service_pb2_grpc.AuditServiceStub(channel)
-        self._tokens = tokens
-        self._interval = interval
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="audit-outbox", daemon=True)
-
-    def start(self) -> AuditPublisher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5)
-        self.flush()
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def flush(self) -> int:
-        """Send what is pending now; returns how many events remain unsent."""
-        with self._lock:
-            pending = self.store.pending_events()
-            sent = []
-            for seq, event in pending:
-                try:
-                    self._stub.AppendEvent(to_request(event), metadata=self._tokens.metadata(), timeout=10)
-                except grpc.RpcError as err:
-                    log.warning(
-                        "audit append failed; will retry", extra={"event_id": event.event_id, "error": str(err)}
-                    )
-                    break
-                sent.append(seq)
-            if sent:
-                self.store.mark_sent(sent)
-            return len(pending) - len(sent)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # keep draining; the outbox keeps the events
-                log.exception("audit outbox")

@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from libs.errors.domain_errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from services.gpu_runner.domain.audit_trail import AuditTrail
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("causeway.audit")
 
 
 class JobState(enum.Enum):
@@ -149,10 +149,12 @@ class JobScheduler:
         default_slots: int = 1,
         default_queued: int = 16,
         max_retained: int = 10_000,
+        audit: AuditTrail | None = None,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         if total_slots < 1:
             raise ValueError("a runner needs at least one batch slot")
+        self.audit = audit or AuditTrail()
         self.total_slots = total_slots
         self.default_slots = min(default_slots, total_slots)
         self.default_queued = default_queued
@@ -190,8 +192,13 @@ class JobScheduler:
             self._jobs[job.job_id] = job
             if spec.request_id:
                 self._by_request[spec.request_id] = job.job_id
-            audit.info(
-                "batch job submitted", extra={"job_id": job.job_id, "team": spec.team, "actor": submitter.subject}
+            self.audit.record(
+                "job.submit",
+                f"jobs/{job.job_id}",
+                "batch job submitted",
+                team=spec.team,
+                model=f"{spec.model_name}:{spec.model_version}",
+                digest=digest,
             )
             self._dispatch()
             self._forget_old()
@@ -206,7 +213,7 @@ class JobScheduler:
                 raise FailedPrecondition(f"job {job_id} is already {job.state.value}")
             job.cancel.set()
             self._finish(job, JobState.CANCELLED, f"cancelled: {reason.strip()}")
-            audit.info("batch job cancelled", extra={"job_id": job_id, "actor": actor, "reason": reason})
+            self.audit.record("job.cancel", f"jobs/{job_id}", "batch job cancelled", reason=reason.strip())
             self._dispatch()
             return job.snapshot()
 
@@ -261,9 +268,13 @@ class JobScheduler:
             raise InvalidArgument(f"max_concurrent_slots {slots} exceeds the runner's {self.total_slots} batch slots")
         with self._cond:
             self._quotas[team] = TeamQuota(team, slots, queued, updated_by=actor, update_time=self._now())
-            audit.info(
+            self.audit.record(
+                "quota.set",
+                f"teams/{team}/quota",
                 "team quota set",
-                extra={"team": team, "slots": slots, "queued": queued, "actor": actor.subject, "reason": reason},
+                max_concurrent_slots=slots,
+                max_queued_jobs=queued,
+                reason=reason.strip(),
             )
             self._dispatch()  # a raised limit may let queued jobs start now
             return self._quota(team)

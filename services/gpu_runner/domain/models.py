@@ -20,17 +20,17 @@ import numpy as np
 
 from libs.errors.domain_errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.gpu_runner.domain.artifact_cache import ArtifactCache
+from services.gpu_runner.domain.audit_trail import AuditTrail, model_subject
 from services.gpu_runner.domain.batching import Batcher, BatchingConfig
 from services.gpu_runner.domain.devices import Device
 from services.gpu_runner.domain.memory import MemoryBudget, MemoryExhausted, human
 from services.gpu_runner.domain.metrics import RunnerMetrics
 from services.gpu_runner.domain.model_entries import Entry, ModelState, ModelView
-from services.gpu_runner.domain.source import GatesBlocked, ModelSource
+from services.gpu_runner.domain.source import GatesBlocked, ModelSource, ResolvedVersion
 from services.gpu_runner.domain.tensors import Signature, check_against, zeros
 from services.gpu_runner.loaders import Backend, LoaderSet
 
 log = logging.getLogger(__name__)
-audit = logging.getLogger("causeway.audit")
 
 
 class ModelManager:
@@ -45,9 +45,11 @@ class ModelManager:
         default_batching: BatchingConfig | None = None,
         evict_idle: bool = True,
         metrics: RunnerMetrics | None = None,
+        audit: AuditTrail | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
+        self.audit = audit or AuditTrail()
         self.loaders = loaders
         self.cache = cache
         self.budget = budget
@@ -98,16 +100,46 @@ class ModelManager:
             entry.done.set()
 
     def _load(self, entry: Entry) -> None:
+        subject = model_subject(entry.name, entry.version)
         resolved = self.source.resolve(entry.name, entry.version)
         entry.resolved = resolved
         try:
             self.source.check_gates(resolved)
         except GatesBlocked as blocked:
-            audit.warning(
+            self.audit.record(
+                "model.load",
+                subject,
                 "model load refused: gates",
-                extra={"model": entry.key, "environment": blocked.environment, "reason": blocked.message},
+                outcome="FAILURE",
+                environment=blocked.environment,
+                reason=blocked.message,
+                digest=resolved.digest,
             )
             raise
+        try:
+            self._load_verified(entry, resolved)
+        except Exception as err:
+            # A digest mismatch, an artifact the loaders refuse (e.g. a pickle), a broken model.
+            self.audit.record(
+                "model.load",
+                subject,
+                "model load failed",
+                outcome="FAILURE",
+                reason=str(err)[:500],
+                digest=resolved.digest,
+            )
+            raise
+        self.audit.record(
+            "model.load",
+            subject,
+            "model loaded",
+            digest=resolved.digest,
+            format=resolved.format,
+            memory_bytes=entry.memory_bytes,
+            device=self.device.label,
+        )
+
+    def _load_verified(self, entry: Entry, resolved: ResolvedVersion) -> None:
         loader = self.loaders.loader_for(resolved.format)
         self._reserve(entry, resolved.size_bytes)  # the artifact's size: a first estimate of its weights
         with self.cache.materialize(resolved, lambda: self.source.artifact_chunks(resolved.digest)) as path:
@@ -135,16 +167,6 @@ class ModelManager:
             entry.last_used = self._clock()
         self.metrics.model_memory.labels(entry.key).set(entry.memory_bytes)
         self._update_usage()
-        audit.info(
-            "model loaded",
-            extra={
-                "model": entry.key,
-                "digest": resolved.digest,
-                "format": resolved.format,
-                "memory_bytes": entry.memory_bytes,
-                "device": self.device.label,
-            },
-        )
 
     def _warm_up(self, entry: Entry, backend: Backend, signature: Signature) -> int:
         """Run zeros through the model at batch 1 and max batch; returns the workspace estimate."""
@@ -203,7 +225,7 @@ class ModelManager:
         while entry.in_flight and self._clock() < deadline:
             time.sleep(0.005)
         self._release(entry)
-        audit.info("model unloaded", extra={"model": key})
+        self.audit.record("model.unload", model_subject(entry.name, entry.version), "model unloaded")
         return last
 
     def _release(self, entry: Entry) -> None:
@@ -245,7 +267,12 @@ class ModelManager:
                         ) from None
                     victim.state = ModelState.UNLOADING
             log.info("evicting idle model", extra={"model": victim.key, "for": entry.key})
-            audit.info("model evicted", extra={"model": victim.key, "reason": f"make room for {entry.key}"})
+            self.audit.record(
+                "model.evict",
+                model_subject(victim.name, victim.version),
+                "model evicted",
+                reason=f"make room for {entry.key}",
+            )
             self.metrics.evictions.inc()
             self._release(victim)
 
@@ -370,7 +397,13 @@ class ModelManager:
             try:
                 self.source.check_gates(entry.resolved)
             except GatesBlocked as blocked:
-                audit.warning("model gates no longer pass", extra={"model": entry.key, "reason": blocked.message})
+                self.audit.record(
+                    "model.gates_revoked",
+                    model_subject(entry.name, entry.version),
+                    "model gates no longer pass; unloading",
+                    outcome="FAILURE",
+                    reason=blocked.message,
+                )
                 try:
                     self.unload(entry.name, entry.version)
                     dropped.append(entry.key)

@@ -45,6 +45,7 @@ class RegistryWorld:
     """`md(subject, roles, teams=...)` and `service_md(name)` mint tokens from the registry's IdP."""
 
     def __init__(self, channel: grpc.Channel, md: Metadata, service_md: Callable[[str], tuple], team: str) -> None:
+        self.channel = channel
         self.registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self.artifacts = artifact_service_pb2_grpc.ArtifactServiceStub(channel)
         self.governance = governance_service_pb2_grpc.GovernanceServiceStub(channel)

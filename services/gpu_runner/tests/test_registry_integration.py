@@ -16,6 +16,7 @@ import pytest
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from causeway.audit.v1 import audit_event_pb2, audit_service_pb2, audit_service_pb2_grpc
 from causeway.common.v1 import errors_pb2, gate_pb2, model_pb2
 from causeway.runner.v1 import batch_pb2
 from causeway.runner.v1 import runner_service_pb2 as rpb
@@ -185,6 +186,34 @@ def runner_binary() -> str:
     return os.environ.get("CAUSEWAY_GPU_RUNNER_BINARY", "bazel-bin/services/gpu_runner/gpu_runner")
 
 
+def _chain(run, world, subject: str):
+    """The runner's events about `subject` in the registry's audit chain, read as an auditor."""
+    stub = audit_service_pb2_grpc.AuditServiceStub(world.channel)
+    query = audit_event_pb2.EventFilter(subject=subject, service="gpu-runner")
+    request = audit_service_pb2.ListEventsRequest(filter=query, page_size=100)
+    return list(stub.ListEvents(request, metadata=run.md("auditor", ["reviewer"])).events)
+
+
+def test_load_decisions_and_unloads_are_in_the_registry_audit_chain(stack, runner):
+    _, world, run, _ = stack
+    ref = world.register("audited", fx.torchscript_bytes(fx.mlp(seed=11)), "TORCHSCRIPT", fx.MLP_SIGNATURE)
+    assert _error(lambda: _load(runner, run, ref)).code() == grpc.StatusCode.FAILED_PRECONDITION
+    world.release(ref, "test")
+    _load(runner, run, ref)
+    runner.UnloadModel(rpb.UnloadModelRequest(model=ref), metadata=_deployer(run))
+    assert run.app.audit_publisher.flush() == 0
+    events = _chain(run, world, f"models/audited/versions/{ref.version}")
+    assert [(e.action, e.outcome) for e in events] == [
+        ("model.load", audit_event_pb2.AUDIT_OUTCOME_FAILURE),
+        ("model.load", audit_event_pb2.AUDIT_OUTCOME_SUCCESS),
+        ("model.unload", audit_event_pb2.AUDIT_OUTCOME_SUCCESS),
+    ]
+    refused = events[0]
+    assert "VALIDATION:" in refused.details["reason"] and refused.details["environment"] == "test"
+    assert all(e.service == "gpu-runner" and e.actor.subject == "service:deployer" for e in events)
+    assert all(e.request_id for e in events) and events[1].details["digest"] == world.artifact_digest(ref)
+
+
 def test_the_runner_binary_preloads_flips_health_logs_json_and_stops_on_sigterm(stack):
     registry, world, run, tmp = stack
     ref = world.register("preloaded", fx.torchscript_bytes(fx.mlp(seed=9)), "TORCHSCRIPT", fx.MLP_SIGNATURE)
@@ -209,6 +238,12 @@ def test_the_runner_binary_preloads_flips_health_logs_json_and_stops_on_sigterm(
     serving_line = proc.log_entries("serving")[0]
     assert serving_line["service"] == "gpu-runner" and serving_line["environment"] == "test"
     loaded = proc.log_entries("model loaded")[0]
-    assert loaded["model"] == f"preloaded:{ref.version}" and loaded["digest"] == world.artifact_digest(ref)
+    subject = f"models/preloaded/versions/{ref.version}"
+    assert loaded["subject"] == subject and loaded["digest"] == world.artifact_digest(ref)
+    # The binary appended the event to the registry's audit chain (the preload is its own action).
+    (chained,) = _chain(run, world, subject)
+    assert chained.action == "model.load" and chained.outcome == audit_event_pb2.AUDIT_OUTCOME_SUCCESS
+    assert chained.service == "gpu-runner" and chained.actor.subject == "service:gpu-runner"  # its own action
+    assert chained.details["digest"] == world.artifact_digest(ref)
     assert any(e.get("grpc_method", "").endswith("/ModelReady") for e in proc.log_entries("rpc"))
     assert proc.log_entries("stopped")
