@@ -6,16 +6,11 @@ its change); the shared publisher drains it into the audit chain in order, idemp
 
 from __future__ import annotations
 
-import logging
-
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from causeway.audit.v1 import audit_event_pb2, audit_service_pb2
 from causeway.common.v1 import digest_pb2, identity_pb2
 from services.deployer.domain.ports import AuditEvent
-
-log = logging.getLogger("causeway.deployer.audit")
-
 
 def to_request(event: AuditEvent) -> audit_service_pb2.AppendEventRequest:
     occur = timestamp_pb2.Timestamp()
