@@ -12,6 +12,7 @@ from causeway.audit.v1 import audit_event_pb2, audit_service_pb2
 from causeway.common.v1 import digest_pb2, identity_pb2
 from services.deployer.domain.ports import AuditEvent
 
+
 def to_request(event: AuditEvent) -> audit_service_pb2.AppendEventRequest:
     occur = timestamp_pb2.Timestamp()
     occur.FromDatetime(event.occur_time)
