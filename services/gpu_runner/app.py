@@ -132,7 +132,7 @@ def build_app(config: Config, *, source: ModelSource | None = None, device: Devi
     device = device or select_device(runner.device.value)
     budget_bytes = runner.memory_budget_bytes or int(device.total_memory_bytes * runner.memory_budget_fraction)
     metrics = RunnerMetrics()
-    cache = ArtifactCache(runner.data_dir / "cache")
+    cache = ArtifactCache(runner.data_dir / "cache", max_bytes=runner.cache_max_bytes)
     cache.clear_staging()
     loaders = LoaderSet(threads=runner.torch_threads)
     models = ModelManager(

@@ -43,6 +43,12 @@ class RunnerSettings:
     memory_budget_fraction: float = setting(
         "MEMORY_BUDGET_FRACTION", default=0.5, minimum=0.01, maximum=0.95, help="used when MEMORY_BUDGET_BYTES is 0"
     )
+    cache_max_bytes: int = setting(
+        "CACHE_MAX_BYTES",
+        default=50 * 1024**3,
+        minimum=0,
+        help="artifact cache limit on disk; least recently used blobs of unloaded models go first; 0: none",
+    )
     evict_idle: bool = setting("EVICT_IDLE", default=True, help="evict idle models (LRU) to make room for a load")
     max_batch_size: int = setting("MAX_BATCH_SIZE", default=32, minimum=1, help="default dynamic batch size")
     max_queue_delay_ms: float = setting(

@@ -6,6 +6,10 @@ cached blob is re-hashed before each load, so a file changed on disk after downl
 too (and fetched again). TAR artifacts (directories such as MLflow models) are unpacked into a
 fresh directory per load, accepting only regular files and directories with relative paths that
 stay inside the tree (Debian's Python 3.11.2 predates tarfile's extraction filters).
+
+The cache is bounded: `prune()` removes least recently used blobs beyond `max_bytes`, never those
+of models still loaded (their loaders may have mapped the file; on Linux a mapped file stays
+readable after unlink, but a re-load would need the bytes again).
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ def _hash_file(path: Path) -> tuple[str, int]:
 
 
 class ArtifactCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_bytes: int = 0) -> None:
+        """`max_bytes` 0: no limit."""
         self.root = Path(root)
+        self.max_bytes = max_bytes
         for sub in ("blobs", "staging", "trees"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         # Only the runner reads or writes here: nobody else can swap a verified blob.
@@ -52,6 +58,7 @@ class ArtifactCache:
         if path.exists():
             actual, _ = _hash_file(path)
             if actual == version.digest:
+                os.utime(path)  # recently used: pruned last
                 return path
             log.warning("cached artifact changed on disk; fetching it again", extra={"digest": version.digest})
             path.unlink()
@@ -102,6 +109,40 @@ class ArtifactCache:
             yield tree
         finally:
             shutil.rmtree(tree, ignore_errors=True)
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.root / "blobs").iterdir() if p.is_file())
+
+    def prune(self, keep: Iterable[str] = ()) -> list[str]:
+        """Remove least recently used blobs until the cache fits `max_bytes`; never those in `keep`
+        (digests of loaded models). Returns the digests removed."""
+        if not self.max_bytes:
+            return []
+        keep = set(keep)
+        blobs = []
+        for path in (self.root / "blobs").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                blobs.append((stat.st_mtime, path.name, stat.st_size, path))
+        total = sum(size for _, _, size, _ in blobs)
+        removed = []
+        for _, digest, size, path in sorted(blobs):
+            if total <= self.max_bytes:
+                break
+            if digest in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                total -= size
+                removed.append(digest)
+        if removed:
+            log.info("artifact cache pruned", extra={"removed": len(removed), "cache_bytes": total})
+        if total > self.max_bytes:
+            log.warning(
+                "artifact cache above its limit: loaded models hold the rest",
+                extra={"cache_bytes": total, "max_bytes": self.max_bytes},
+            )
+        return removed
 
     def clear_staging(self) -> None:
         """Remove staging files a crashed process left behind (call at start)."""

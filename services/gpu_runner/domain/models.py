@@ -129,6 +129,7 @@ class ModelManager:
                 digest=resolved.digest,
             )
             raise
+        self.cache.prune(keep=self._cached_digests())
         self.audit.record(
             "model.load",
             subject,
@@ -138,6 +139,11 @@ class ModelManager:
             memory_bytes=entry.memory_bytes,
             device=self.device.label,
         )
+
+    def _cached_digests(self) -> set[str]:
+        """Artifact digests of versions loaded or loading: their cached bytes stay."""
+        with self._lock:
+            return {e.resolved.digest for e in self._entries.values() if e.resolved is not None}
 
     def _load_verified(self, entry: Entry, resolved: ResolvedVersion) -> None:
         loader = self.loaders.loader_for(resolved.format)

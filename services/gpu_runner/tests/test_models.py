@@ -1,5 +1,6 @@
 """Loading real artifacts of every format; digest and gate refusals; no pickle; memory and eviction."""
 
+import hashlib
 import io
 import os
 import pickle
@@ -28,11 +29,11 @@ def source():
     return fx.LocalSource()
 
 
-def manager(source, tmp_path, budget=256 * MIB, **kwargs) -> ModelManager:
+def manager(source, tmp_path, budget=256 * MIB, cache_max_bytes=0, **kwargs) -> ModelManager:
     return ModelManager(
         source,
         LoaderSet(),
-        ArtifactCache(tmp_path / "cache"),
+        ArtifactCache(tmp_path / "cache", max_bytes=cache_max_bytes),
         MemoryBudget(budget),
         cpu_device(),
         default_batching=BatchingConfig(max_batch_size=8, max_queue_delay_s=0.001),
@@ -311,3 +312,24 @@ def test_unload_frees_memory_and_recheck_unloads_models_whose_gates_now_fail(sou
 def test_cache_directory_is_private(tmp_path):
     ArtifactCache(tmp_path / "c")
     assert os.stat(tmp_path / "c").st_mode & 0o077 == 0
+
+
+def test_the_artifact_cache_drops_least_recently_used_blobs_of_unloaded_models_only(source, tmp_path):
+    blobs = {}
+    for seed in (1, 2, 3):
+        data = fx.torchscript_bytes(fx.mlp(seed=seed))
+        source.add(f"c{seed}", 1, data, "TORCHSCRIPT", signature=fx.MLP_SIGNATURE)
+        blobs[seed] = hashlib.sha256(data).hexdigest()
+    size = max(len(fx.torchscript_bytes(fx.mlp(seed=s))) for s in (1, 2, 3))
+    models = manager(source, tmp_path, cache_max_bytes=2 * size + size // 2)  # room for two blobs
+    cached = lambda: {p.name for p in (tmp_path / "cache" / "blobs").iterdir()}  # noqa: E731
+    models.load("c1", 1)
+    models.load("c2", 1)
+    assert cached() == {blobs[1], blobs[2]}
+    models.unload("c1", 1, grace_seconds=0)
+    models.load("c3", 1)  # over the limit: c1's blob goes (unloaded); c2's stays (loaded)
+    assert cached() == {blobs[2], blobs[3]}
+    models.load("c1", 1)  # fetched and verified again; now every blob belongs to a loaded model
+    assert cached() == {blobs[1], blobs[2], blobs[3]}  # above the limit rather than pull a loaded model's bytes
+    x = np.ones((1, fx.IN), np.float32)
+    np.testing.assert_allclose(_infer(models, "c1", x)[1], fx.reference(fx.mlp(seed=1), x), rtol=1e-5, atol=1e-6)
