@@ -9,6 +9,7 @@ outbox, so no action is ever without its event.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -18,40 +19,78 @@ import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from causeway.audit.v1 import audit_event_pb2, audit_service_pb2, audit_service_pb2_grpc
-from causeway.common.v1 import identity_pb2
+from causeway.common.v1 import digest_pb2, identity_pb2
 from libs.audit.local_outbox import OutboxEvent
 
 log = logging.getLogger("causeway.audit.publisher")
 
 
+def append_request(
+    *,
+    event_id: str,
+    occur_time: dt.datetime,
+    service: str,
+    action: str,
+    subject: str,
+    outcome: str,
+    details: dict[str, Any],
+    actor: identity_pb2.Actor | None = None,
+    request_id: str = "",
+    trace_id: str = "",
+    payload_digest: str = "",
+) -> audit_service_pb2.AppendEventRequest:
+    """An AppendEventRequest; `outcome` SUCCESS/FAILURE/DENIED, `payload_digest` "sha256:<hex>"."""
+    occur = timestamp_pb2.Timestamp()
+    occur.FromDatetime(occur_time)
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(details, struct)
+    request = audit_service_pb2.AppendEventRequest(
+        event_id=event_id,
+        occur_time=occur,
+        service=service,
+        action=action,
+        subject=subject,
+        outcome=audit_event_pb2.AuditOutcome.Value(f"AUDIT_OUTCOME_{outcome}"),
+        request_id=request_id,
+        trace_id=trace_id,
+        details=struct,
+    )
+    if actor is not None:
+        request.actor.CopyFrom(actor)
+    if payload_digest:
+        request.payload_digest.CopyFrom(
+            digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex=payload_digest.removeprefix("sha256:"))
+        )
+    return request
+
+
+def actor_kind(kind: str) -> int:
+    """identity_pb2.ActorKind of a Principal's kind ("service" or a user)."""
+    return identity_pb2.ACTOR_KIND_SERVICE if kind == "service" else identity_pb2.ACTOR_KIND_HUMAN
+
+
 def outbox_event_request(event: OutboxEvent, service: str) -> audit_service_pb2.AppendEventRequest:
     """The AppendEventRequest for a LocalOutbox event recorded by `service`."""
-    occur = timestamp_pb2.Timestamp()
-    occur.FromDatetime(event.occur_time)
-    details = struct_pb2.Struct()
-    json_format.ParseDict(event.details, details)
-    request = audit_service_pb2.AppendEventRequest(
+    actor = None
+    if event.actor_subject:
+        actor = identity_pb2.Actor(
+            subject=event.actor_subject,
+            display_name=event.actor_name,
+            roles=list(event.actor_roles),
+            kind=actor_kind(event.actor_kind),
+        )
+    return append_request(
         event_id=event.event_id,
-        occur_time=occur,
+        occur_time=event.occur_time,
         service=service,
         action=event.action,
         subject=event.subject,
-        outcome=audit_event_pb2.AuditOutcome.Value(f"AUDIT_OUTCOME_{event.outcome}"),
+        outcome=event.outcome,
+        details=event.details,
+        actor=actor,
         request_id=event.request_id,
         trace_id=event.trace_id,
-        details=details,
     )
-    if event.actor_subject:
-        service_actor = event.actor_kind == "service"
-        request.actor.CopyFrom(
-            identity_pb2.Actor(
-                subject=event.actor_subject,
-                display_name=event.actor_name,
-                roles=list(event.actor_roles),
-                kind=identity_pb2.ACTOR_KIND_SERVICE if service_actor else identity_pb2.ACTOR_KIND_HUMAN,
-            )
-        )
-    return request
 
 
 class Outbox(Protocol):

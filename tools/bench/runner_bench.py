@@ -157,17 +157,11 @@ def runner_process(workdir: Path, registry_address: str, idp, settings: dict[str
             **{f"CAUSEWAY_GPU_RUNNER_{k}": v for k, v in settings.items()},
         }
     )
-    log = open(workdir / "runner.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([runfile("services/gpu_runner/gpu_runner")], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with (
+        open(workdir / "runner.log", "wb") as log,
+        _process([runfile("services/gpu_runner/gpu_runner")], env=env, stdout=log, stderr=subprocess.STDOUT) as proc,
+    ):
         yield f"127.0.0.1:{port}", proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def wait_runner_ready(address: str, log: Path | None, timeout: float = 180) -> None:
@@ -190,9 +184,16 @@ def floor_server(outputs: int, max_workers: int):
     """oip_floor_server.py in its own process (its CPU is measured like the runner's)."""
     port = free_port()
     argv = [sys.executable, "-m", "tools.bench.oip_floor_server", str(port), str(outputs), str(max_workers)]
-    proc = subprocess.Popen(argv)
-    try:
+    with _process(argv) as proc:
         yield f"127.0.0.1:{port}", proc.pid
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], **popen):
+    """A subprocess stopped with SIGTERM (SIGKILL after 30 s) when the block exits."""
+    proc = subprocess.Popen(argv, **popen)
+    try:
+        yield proc
     finally:
         proc.terminate()
         try:
