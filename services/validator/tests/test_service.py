@@ -34,6 +34,7 @@ from causeway.validator.v1 import report_pb2, run_pb2
 from causeway.validator.v1 import validator_service_pb2 as vpb
 from services.validator.tests.support import models
 from services.validator.tests.support.harness import validator_app, validator_env, validator_stack
+from services.validator.tests.support.workers import worker_pids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the worker runs as uid 65534: run as root")
 
@@ -344,7 +345,7 @@ def test_cancel_kills_the_worker_and_records_nothing(stack):
     ):
         if item.event.WhichOneof("event") == "check_started" and item.event.check_started.name == "signature":
             break
-    assert any(worker_processes())  # the run's worker is alive and found: the check after the cancel can fail
+    assert worker_pids(os.getpid())  # the run's worker is alive and found: the check after the cancel can fail
     with pytest.raises(grpc.RpcError) as err:
         stack.validator.CancelValidationRun(
             vpb.CancelValidationRunRequest(run_id=run.run_id, reason="x"), metadata=stack.md("mallory")
@@ -355,9 +356,9 @@ def test_cancel_kills_the_worker_and_records_nothing(stack):
     ).run
     assert cancelled.state == run_pb2.RUN_STATE_CANCELLED and "wrong model" in cancelled.message
     deadline = time.monotonic() + 10
-    while any(worker_processes()) and time.monotonic() < deadline:
+    while worker_pids(os.getpid()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(worker_processes())
+    assert not worker_pids(os.getpid())
     with pytest.raises(grpc.RpcError) as err:
         stack.validator.CancelValidationRun(
             vpb.CancelValidationRunRequest(run_id=run.run_id, reason="again"), metadata=stack.md()
@@ -368,38 +369,3 @@ def test_cancel_kills_the_worker_and_records_nothing(stack):
         gpb.ListValidationReportsRequest(model_name="forever"), metadata=stack.md()
     ).records
     assert list(records) == []
-
-
-def _descends_from(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
-    return False
-
-
-def worker_processes():
-    """This test's sandboxed workers: processes of the sandbox user running the worker that descend
-    from this process (the validator runs in it), so a concurrent test run's workers do not count."""
-    me = os.getpid()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if (
-                os.stat(f"/proc/{pid}").st_uid == 65534
-                and b"validator_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                and _descends_from(int(pid), me)
-            ):
-                yield int(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-        try:
-            if (
-                os.stat(f"/proc/{pid}").st_uid == 65534
-                and b"validator_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ):
-                yield int(pid)
-        except OSError:
-            continue

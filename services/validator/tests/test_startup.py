@@ -21,6 +21,7 @@ from libs.testing.processes import ServerProcess
 from libs.testing.registry_process import registry_process
 from services.validator.tests.support import models
 from services.validator.tests.support.harness import Stack, policies_dir, validator_env
+from services.validator.tests.support.workers import is_worker, worker_pids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the worker runs as uid 65534: run as root")
 
@@ -53,20 +54,6 @@ def test_a_bad_policy_file_is_refused_at_start_naming_the_line(tmp_path, work):
     assert f"{policies / 'prod.yaml'}:{line}: sandbox.max_file_bytes must be a size" in done.stderr
 
 
-def worker_pids() -> list[int]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if (
-                os.stat(f"/proc/{pid}").st_uid == 65534
-                and b"validator_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ):
-                pids.append(int(pid))
-        except OSError:
-            continue
-    return pids
-
-
 def test_a_run_in_flight_at_a_crash_is_errored_at_restart(tmp_path, work):
     idp = DevIdentityProvider(tmp_path / "idp")
     with registry_process(tmp_path / "registry", idp) as registry:
@@ -83,16 +70,17 @@ def test_a_run_in_flight_at_a_crash_is_errored_at_restart(tmp_path, work):
             for item in stack.validator.WatchValidationRun(request, metadata=stack.md(), timeout=120):
                 if item.event.check_started.name == "signature":
                     break
-            assert worker_pids(), "the worker should be busy in the sandbox"
+            ours = worker_pids(first.pid)  # this validator's workers, not another test's
+            assert ours, "the worker should be busy in the sandbox"
             first.signal(signal.SIGKILL)
             first.wait(30)
             channel.close()
         finally:
             first.kill()
         deadline = time.monotonic() + 10  # bwrap's --die-with-parent takes the worker down
-        while worker_pids() and time.monotonic() < deadline:
+        while any(map(is_worker, ours)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert worker_pids() == []
+        assert [pid for pid in ours if is_worker(pid)] == []
         with ServerProcess([validator_binary()], env=env, ready_timeout=120) as second:
             stack.channel = grpc.insecure_channel(second.address)
             again = stack.validator.GetValidationRun(
