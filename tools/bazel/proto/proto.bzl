@@ -2,8 +2,9 @@
 
 `causeway_proto(name, srcs, deps)` in a package under protos/ declares:
   <name>_proto   the .proto sources and their transitive closure (ProtoSourcesInfo)
-  <name>_py_pb2  a Python library of *_pb2.py, *_pb2_grpc.py and *_pb2.pyi, importable by proto
-                 package (`from causeway.registry.v1 import registry_pb2`)
+  <name>_py_pb2  a Python library of *_pb2.py and *_pb2_grpc.py, importable by proto package
+                 (`from causeway.registry.v1 import registry_pb2`), with *_pb2.pyi and
+                 *_pb2_grpc.pyi from mypy-protobuf's plugins, which type them for mypy and IDEs
 Import paths are relative to the `protos/` directory, which is also buf's module root, so
 `import "causeway/common/v1/common.proto";` reads the same to protoc, buf and every IDE.
 """
@@ -51,20 +52,30 @@ def _py_proto_impl(ctx):
         if not src.short_path.startswith(pkg_prefix):
             fail("%s must be in package %s" % (src.short_path, ctx.label.package))
         stem = src.short_path[len(pkg_prefix):-len(".proto")]
-        for suffix in ["_pb2.py", "_pb2_grpc.py", "_pb2.pyi"]:
+        for suffix in ["_pb2.py", "_pb2_grpc.py", "_pb2.pyi", "_pb2_grpc.pyi"]:
             outputs.append(ctx.actions.declare_file(stem + suffix))
 
     out_root = ctx.bin_dir.path + "/" + PROTO_ROOT
     args = ctx.actions.args()
     args.add("-I" + PROTO_ROOT)
     args.add("--python_out=" + out_root)
-    args.add("--pyi_out=" + out_root)
     args.add("--grpc_python_out=" + out_root)
+
+    # protoc's own --pyi_out types an enum's Value() as a plain int, which no enum field accepts;
+    # mypy-protobuf types enum values (ValueType), gRPC stubs and servicers.
+    args.add("--plugin=protoc-gen-mypy=" + ctx.executable._protoc_gen_mypy.path)
+    args.add("--mypy_out=quiet:" + out_root)
+    args.add("--plugin=protoc-gen-mypy_grpc=" + ctx.executable._protoc_gen_mypy_grpc.path)
+    args.add("--mypy_grpc_out=quiet:" + out_root)
     args.add_all([_import_path(src) for src in info.direct.to_list()])
     ctx.actions.run(
         executable = ctx.executable._protoc,
         arguments = [args],
         inputs = info.transitive,
+        tools = [
+            ctx.attr._protoc_gen_mypy[DefaultInfo].files_to_run,
+            ctx.attr._protoc_gen_mypy_grpc[DefaultInfo].files_to_run,
+        ],
         outputs = outputs,
         mnemonic = "PyProtoc",
         progress_message = "Generating Python for %s" % ctx.label,
@@ -97,6 +108,16 @@ py_proto_library = rule(
         "deps": attr.label_list(providers = [PyInfo]),
         "_protoc": attr.label(
             default = "//tools/bazel/proto:protoc",
+            executable = True,
+            cfg = "exec",
+        ),
+        "_protoc_gen_mypy": attr.label(
+            default = "//tools/bazel/proto:protoc_gen_mypy",
+            executable = True,
+            cfg = "exec",
+        ),
+        "_protoc_gen_mypy_grpc": attr.label(
+            default = "//tools/bazel/proto:protoc_gen_mypy_grpc",
             executable = True,
             cfg = "exec",
         ),
