@@ -10,6 +10,7 @@ import contextlib
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from libs.artifacts.blob_store import CHUNK, BlobInfo, BlobStore, HashingCounter, check_digest
 from libs.errors.domain_errors import FailedPrecondition, Unavailable
@@ -18,7 +19,7 @@ UPLOAD_CHUNK = 16 * 1024 * 1024  # resumable upload chunks must be multiples of 
 
 
 @contextmanager
-def _gcs_errors(bucket: str):
+def _gcs_errors(bucket: str) -> Iterator[None]:
     import google.auth.exceptions as gauth
     from google.api_core import exceptions as gexc
     from requests import exceptions as rexc
@@ -43,7 +44,7 @@ class GcsBlobStore(BlobStore):
         bucket: str,
         prefix: str = "",
         *,
-        client=None,
+        client: Any = None,
         project: str | None = None,
         max_size: int = 64 * 1024**3,
         retry_deadline: float = 60.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from libs.artifacts.blob_store import CHUNK, BlobInfo, BlobStore, HashingCounter, check_digest
 from libs.errors.domain_errors import FailedPrecondition, Unavailable
@@ -19,7 +20,7 @@ PART = 16 * 1024 * 1024  # S3 parts must be >= 5 MiB except the last one
 
 
 @contextmanager
-def _s3_errors(bucket: str):
+def _s3_errors(bucket: str) -> Iterator[None]:
     import botocore.exceptions as bex
 
     try:
@@ -47,7 +48,7 @@ class S3BlobStore(BlobStore):
         bucket: str,
         prefix: str = "",
         *,
-        client=None,
+        client: Any = None,
         region: str | None = None,
         endpoint_url: str | None = None,
         max_size: int = 64 * 1024**3,
@@ -80,7 +81,8 @@ class S3BlobStore(BlobStore):
             upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=staging)
             upload_id = upload["UploadId"]
             try:
-                parts, buffer = [], bytearray()
+                parts: list[dict[str, Any]] = []
+                buffer = bytearray()
                 for chunk in chunks:
                     counter.update(chunk)
                     buffer += chunk
@@ -102,7 +104,7 @@ class S3BlobStore(BlobStore):
                 self.client.delete_object(Bucket=self.bucket, Key=staging)
         return BlobInfo(digest, size)
 
-    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict:
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
         resp = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
         return {"ETag": resp["ETag"], "PartNumber": number}
 

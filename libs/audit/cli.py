@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if verdict.ok:
         print(f"OK: {verdict.message}")
         return 0
-    print(f"BROKEN: {verdict.problem.value} at event {verdict.seq}: {verdict.message}")
+    problem = verdict.problem.value if verdict.problem else "unknown"
+    print(f"BROKEN: {problem} at event {verdict.seq}: {verdict.message}")
     return 1
 
 

@@ -115,7 +115,7 @@ def chain_next(
     """The event that follows `prev_hash` at position `seq`."""
     if draft.outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
-    fields = {
+    fields: dict[str, Any] = {
         "seq": seq,
         "event_id": event_id or str(uuid.uuid4()),
         "time": format_time(now),

@@ -95,7 +95,8 @@ class LocalOutbox:
 
     def count_pending(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent = 0").fetchone()[0]
+            pending: int = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent = 0").fetchone()[0]
+            return pending
 
     def close(self) -> None:
         with self._lock:

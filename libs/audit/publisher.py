@@ -64,7 +64,7 @@ def append_request(
     return request
 
 
-def actor_kind(kind: str) -> int:
+def actor_kind(kind: str) -> identity_pb2.ActorKind.ValueType:
     """identity_pb2.ActorKind of a Principal's kind ("service" or a user)."""
     return identity_pb2.ACTOR_KIND_SERVICE if kind == "service" else identity_pb2.ACTOR_KIND_HUMAN
 
@@ -145,7 +145,9 @@ class AuditPublisher:
             sent = []
             for seq, event in pending:
                 try:
-                    self._stub.AppendEvent(self._to_request(event), metadata=self._metadata(), timeout=self._timeout)
+                    self._stub.AppendEvent(
+                        self._to_request(event), metadata=tuple(self._metadata()), timeout=self._timeout
+                    )
                 except grpc.RpcError as err:
                     log.warning("audit append failed; will retry", extra={"outbox_seq": seq, "error": str(err)})
                     break

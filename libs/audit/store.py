@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -92,14 +93,14 @@ class EventFilter:
 _JSON_COLUMNS = ("details", "actor_info")
 
 
-def _row_to_event(row: sa.Row) -> AuditEvent:
+def _row_to_event(row: sa.Row[Any]) -> AuditEvent:
     values = {f.name: getattr(row, f.name) for f in dataclasses.fields(AuditEvent)}
     for column in _JSON_COLUMNS:
         values[column] = json.loads(values[column])
     return AuditEvent(**values)
 
 
-def _event_to_row(event: AuditEvent) -> dict:
+def _event_to_row(event: AuditEvent) -> dict[str, Any]:
     values = dataclasses.asdict(event)
     for column in _JSON_COLUMNS:
         values[column] = json.dumps(values[column], sort_keys=True, separators=(",", ":"))
@@ -110,13 +111,13 @@ def _use_immediate_transactions(engine: sa.Engine) -> None:
     """Make every sqlite transaction BEGIN IMMEDIATE: one writer at a time, no lost appends."""
 
     @sa_event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record) -> None:
+    def _connect(dbapi_conn: Any, _record: Any) -> None:  # a DB-API (sqlite3) connection
         dbapi_conn.isolation_level = None
         dbapi_conn.execute("PRAGMA busy_timeout = 30000")
         dbapi_conn.execute("PRAGMA journal_mode = WAL")
 
     @sa_event.listens_for(engine, "begin")
-    def _begin(conn) -> None:
+    def _begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

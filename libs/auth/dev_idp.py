@@ -19,6 +19,7 @@ import secrets
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -51,10 +52,14 @@ class DevIdentityProvider:
         self.jwks_path = self.state_dir / "jwks.json"
         self._write_jwks()
 
-    def _load_or_create_key(self):
+    def _load_or_create_key(self) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
         path = self.state_dir / f"signing-key-{self.algorithm.lower()}.pem"
         if path.exists():
-            return serialization.load_pem_private_key(path.read_bytes(), password=None)
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+                raise ValueError(f"{path} holds a {type(loaded).__name__}, not an EC or RSA private key")
+            return loaded
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
         if self.algorithm == "ES256":
             key = ec.generate_private_key(ec.SECP256R1())
         else:
@@ -67,9 +72,13 @@ class DevIdentityProvider:
             out.write(pem)
         return key
 
-    def _public_jwk(self) -> dict:
-        algo = jwt.algorithms.ECAlgorithm if self.algorithm == "ES256" else jwt.algorithms.RSAAlgorithm
-        return json.loads(algo.to_jwk(self._key.public_key()))
+    def _public_jwk(self) -> dict[str, Any]:
+        public = self._key.public_key()
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            jwk: dict[str, Any] = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+        else:
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
+        return jwk
 
     def _kid(self) -> str:
         public = self._key.public_key().public_bytes(
@@ -95,7 +104,7 @@ class DevIdentityProvider:
         not_before: dt.datetime | None = None,
         audience: str | None = None,
         issuer: str | None = None,
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> str:
         """A signed JWT for `subject` with `roles`; times and audience can be bent for tests."""
         now = issued_at or dt.datetime.now(dt.UTC)

@@ -6,7 +6,9 @@ Only methods listed as public (health checks, reflection) skip authentication. T
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import grpc
 
@@ -14,10 +16,11 @@ from libs.auth import principal as principal_ctx
 from libs.auth.rbac import Authorizer
 from libs.auth.tokens import TokenVerifier
 from libs.errors.domain_errors import Unauthenticated
-from libs.grpc_server.handlers import WrappedHandlers
+from libs.grpc_server.handlers import Behavior, Handler, WrappedHandlers
 from libs.telemetry import context as reqctx
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
+PrincipalToken = contextvars.Token[principal_ctx.Principal | None]
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -35,13 +38,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def _is_public(self, method: str) -> bool:
         return method in self._public or method.startswith(PUBLIC_PREFIXES)
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
         if self._is_public(handler_call_details.method):
             return handler
         return self._handlers.get(handler, handler_call_details.method)
 
-    def _authenticate(self, context: grpc.ServicerContext, method: str):
+    def _authenticate(self, context: grpc.ServicerContext, method: str) -> PrincipalToken:
         header = ""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
@@ -58,11 +65,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._authorizer.check_method(principal, method)
         return principal_ctx.activate(principal)
 
-    def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
+    def _wrap(self, behavior: Behavior, _req_stream: bool, resp_stream: bool, method: str) -> Behavior:
         authenticate = self._authenticate
         if resp_stream:
 
-            def streaming(request_or_iterator, context):
+            def streaming(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 token = authenticate(context, method)
                 try:
                     yield from behavior(request_or_iterator, context)
@@ -71,7 +78,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
             return streaming
 
-        def unary(request_or_iterator, context):
+        def unary(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             token = authenticate(context, method)
             try:
                 return behavior(request_or_iterator, context)

@@ -52,9 +52,9 @@ def current() -> Principal | None:
     return _current.get()
 
 
-def activate(principal: Principal) -> contextvars.Token:
+def activate(principal: Principal) -> contextvars.Token[Principal | None]:
     return _current.set(principal)
 
 
-def deactivate(token: contextvars.Token) -> None:
+def deactivate(token: contextvars.Token[Principal | None]) -> None:
     _current.reset(token)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from libs.auth.dev_idp import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from libs.config.settings import setting
+
+if TYPE_CHECKING:
+    from libs.auth.tokens import TokenVerifier
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -24,7 +28,7 @@ class AuthSettings:
     )
 
 
-def token_verifier(auth: AuthSettings):
+def token_verifier(auth: AuthSettings) -> TokenVerifier:
     """The TokenVerifier these settings describe (JWKS, issuer, audience, claims, leeway)."""
     from libs.auth.tokens import JwksSource, TokenVerifier, VerifierSettings
 

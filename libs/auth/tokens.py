@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -34,11 +35,14 @@ class JwksSource:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
 
-    def _fetch(self) -> dict:
+    def _fetch(self) -> dict[str, Any]:
+        document: dict[str, Any]
         if self.location.startswith(("https://", "http://")):
             with urllib.request.urlopen(self.location, timeout=self._timeout) as resp:  # noqa: S310
-                return json.load(resp)
-        return json.loads(Path(self.location).read_text())
+                document = json.load(resp)
+        else:
+            document = json.loads(Path(self.location).read_text())
+        return document
 
     def _refresh(self) -> None:
         try:

@@ -7,14 +7,18 @@ from typing import Any
 
 import grpc
 
-Wrapper = Callable[[Callable[..., Any], bool, bool, str], Callable[..., Any]]
+Handler = grpc.RpcMethodHandler[Any, Any]
+# A behaviour is called as (request or request iterator, context); a wrapper takes one with its
+# call shape (request streaming, response streaming) and full method name and returns another.
+Behavior = Callable[..., Any]
+Wrapper = Callable[[Behavior, bool, bool, str], Behavior]
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, wrap: Wrapper, method: str) -> grpc.RpcMethodHandler:
+def wrap_handler(handler: Handler, wrap: Wrapper, method: str) -> Handler:
     """A copy of `handler` whose behaviour is `wrap(behaviour, req_streaming, resp_streaming, method)`."""
-    if handler is None:
-        return None
     req_stream, resp_stream = handler.request_streaming, handler.response_streaming
+    factory: Callable[..., Handler]
+    behavior: Behavior | None
     if req_stream and resp_stream:
         factory, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
     elif req_stream:
@@ -23,6 +27,8 @@ def wrap_handler(handler: grpc.RpcMethodHandler, wrap: Wrapper, method: str) -> 
         factory, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
     else:
         factory, behavior = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+    if behavior is None:
+        raise ValueError(f"{method}: the handler has no behaviour for its call shape")
     return factory(
         wrap(behavior, req_stream, resp_stream, method),
         request_deserializer=handler.request_deserializer,
@@ -40,9 +46,9 @@ class WrappedHandlers:
 
     def __init__(self, wrap: Wrapper) -> None:
         self._wrap = wrap
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._cache: dict[str, tuple[Handler, Handler]] = {}
 
-    def get(self, handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
+    def get(self, handler: Handler | None, method: str) -> Handler | None:
         if handler is None:
             return None
         hit = self._cache.get(method)

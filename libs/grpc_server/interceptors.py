@@ -7,19 +7,21 @@ its status code and still logged and counted.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import grpc
 
 from libs.errors.domain_errors import DomainError
-from libs.grpc_server.handlers import WrappedHandlers
+from libs.grpc_server.handlers import Behavior, Handler, WrappedHandlers
 from libs.telemetry import context as reqctx
 from libs.telemetry.metrics import GrpcMetrics
 
 log = logging.getLogger("causeway.grpc")
+RequestToken = contextvars.Token[reqctx.RequestContext | None]
 
 # Health probes arrive every few seconds from kubelet; log them only at DEBUG. Servers add their
 # own hot methods (e.g. the runner's ModelInfer) with `quiet_methods`.
@@ -42,14 +44,18 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         self._quiet = QUIET_PREFIXES + tuple(quiet_methods)
         self._handlers = WrappedHandlers(self._wrap)
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
         return self._handlers.get(continuation(handler_call_details), handler_call_details.method)
 
-    def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
+    def _wrap(self, behavior: Behavior, _req_stream: bool, resp_stream: bool, method: str) -> Behavior:
         metrics = self._metrics.for_method(method)
         quiet = method.startswith(self._quiet)
 
-        def begin(context: grpc.ServicerContext) -> tuple[Any, float]:
+        def begin(context: grpc.ServicerContext) -> tuple[RequestToken, float]:
             md = _metadata(context)
             ctx = reqctx.RequestContext(
                 request_id=reqctx.sanitize_request_id(md.get("x-request-id")) or reqctx.new_id(),
@@ -60,7 +66,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
             metrics.started()
             return reqctx.activate(ctx), time.perf_counter()
 
-        def end(context: grpc.ServicerContext, token: Any, start: float, failed: bool) -> None:
+        def end(context: grpc.ServicerContext, token: RequestToken, start: float, failed: bool) -> None:
             elapsed = time.perf_counter() - start
             ctx = reqctx.current()
             code = context.code() if hasattr(context, "code") else None
@@ -78,14 +84,14 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                         "grpc_code": name,
                         "duration_ms": round(elapsed * 1000, 3),
                         "peer": context.peer(),
-                        "actor": ctx.actor,
+                        "actor": ctx.actor if ctx else None,
                     },
                 )
             reqctx.deactivate(token)
 
         if resp_stream:
 
-            def streaming(request_or_iterator, context):
+            def streaming(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 token, start = begin(context)
                 failed = True
                 try:
@@ -96,7 +102,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
 
             return streaming
 
-        def unary(request_or_iterator, context):
+        def unary(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             token, start = begin(context)
             failed = True
             try:
@@ -119,11 +125,15 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
     def __init__(self) -> None:
         self._handlers = WrappedHandlers(self._wrap)
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
         return self._handlers.get(continuation(handler_call_details), handler_call_details.method)
 
     @staticmethod
-    def _abort(context: grpc.ServicerContext, err: Exception, method: str) -> None:
+    def _abort(context: grpc.ServicerContext, err: Exception, method: str) -> NoReturn:
         if isinstance(err, DomainError):
             code = getattr(grpc.StatusCode, err.status, grpc.StatusCode.UNKNOWN)
             context.abort(code, err.message)
@@ -132,12 +142,12 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         log.exception("unhandled error in %s", method, extra={"grpc_method": method})
         context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
 
-    def _wrap(self, behavior, _req_stream: bool, resp_stream: bool, method: str):
+    def _wrap(self, behavior: Behavior, _req_stream: bool, resp_stream: bool, method: str) -> Behavior:
         abort = self._abort
 
         if resp_stream:
 
-            def streaming(request_or_iterator, context) -> Iterator[Any]:
+            def streaming(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
                     yield from behavior(request_or_iterator, context)
                 except Exception as err:
@@ -147,7 +157,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
 
             return streaming
 
-        def unary(request_or_iterator, context):
+        def unary(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             try:
                 return behavior(request_or_iterator, context)
             except Exception as err:

@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -122,7 +123,7 @@ def serve(
         log.info("metrics", extra={"metrics_port": metrics_server.server_port})
     stop = threading.Event()
 
-    def _on_signal(signum, _frame) -> None:
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
         stop.set()
 

@@ -33,11 +33,11 @@ def current() -> RequestContext | None:
     return _current.get()
 
 
-def activate(ctx: RequestContext) -> contextvars.Token:
+def activate(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
     return _current.set(ctx)
 
 
-def deactivate(token: contextvars.Token) -> None:
+def deactivate(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
 
 

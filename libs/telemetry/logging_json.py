@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from typing import TextIO
 
 from libs.telemetry import context
 
@@ -39,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-def configure(service: str, level: str = "INFO", stream=None) -> None:
+def configure(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Send the root logger's records to `stream` (stdout) as JSON lines; idempotent."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(service))

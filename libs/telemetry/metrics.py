@@ -6,6 +6,9 @@ apart and lets each service add its own metrics next to these.
 
 from __future__ import annotations
 
+import threading
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # 1 ms to 60 s: inference calls sit at the bottom, uploads and validations at the top.
@@ -60,7 +63,7 @@ class MethodMetrics:
         self._labels = (service, method)
         self._in_flight = metrics.in_flight.labels(service, method)
         self._latency = metrics.latency.labels(service, method)
-        self._by_code: dict[str, object] = {}
+        self._by_code: dict[str, Counter] = {}
 
     def started(self) -> None:
         self._in_flight.inc()
@@ -81,6 +84,8 @@ def split_method(full_method: str) -> tuple[str, str]:
     return service or "unknown", method or "unknown"
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1"):
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = "127.0.0.1"
+) -> tuple[WSGIServer, threading.Thread]:
     """Expose `registry` on http://host:port/metrics; returns (server, thread)."""
     return start_http_server(port, addr=host, registry=registry)

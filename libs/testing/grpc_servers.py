@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -12,7 +13,7 @@ from libs.grpc_server.server import GrpcServer, ServiceBinding
 from libs.grpc_server.settings import ServerSettings
 
 
-def test_settings(**overrides) -> ServerSettings:
+def test_settings(**overrides: Any) -> ServerSettings:
     """Server settings for tests: loopback, a free port, no grace, no metrics port."""
     base = ServerSettings(host="127.0.0.1", port=0, grace_seconds=0.0, metrics_port=-1, max_workers=8)
     return dataclasses.replace(base, **overrides)

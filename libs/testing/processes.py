@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 _live: set[int] = set()
 
@@ -45,8 +46,8 @@ class ServerProcess:
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
         self.ready_timeout = ready_timeout
-        self.lines: list[dict | str] = []
-        self._queue: queue.Queue[dict | str | None] = queue.Queue()
+        self.lines: list[dict[str, Any] | str] = []
+        self._queue: queue.Queue[dict[str, Any] | str | None] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -54,7 +55,7 @@ class ServerProcess:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.kill()
 
     @property
@@ -99,7 +100,7 @@ class ServerProcess:
         for raw in self.proc.stdout:
             raw = raw.rstrip("\n")
             try:
-                line: dict | str = json.loads(raw)
+                line: dict[str, Any] | str = json.loads(raw)
             except ValueError:
                 line = raw
             self.lines.append(line)
@@ -109,7 +110,7 @@ class ServerProcess:
     def output(self) -> str:
         return "\n".join(json.dumps(x) if isinstance(x, dict) else x for x in self.lines)
 
-    def log_entries(self, msg: str | None = None) -> list[dict]:
+    def log_entries(self, msg: str | None = None) -> list[dict[str, Any]]:
         return [x for x in self.lines if isinstance(x, dict) and (msg is None or x.get("msg") == msg)]
 
     def signal(self, signum: int) -> None:

@@ -6,6 +6,7 @@ look for credentials that are not there, and the stores must turn that into clea
 
 import hashlib
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -16,11 +17,12 @@ from libs.errors.domain_errors import InvalidArgument, Unavailable
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @pytest.fixture
-def no_cloud_env(monkeypatch, tmp_path):
+def no_cloud_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -39,17 +41,19 @@ def no_cloud_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
 
 
-def test_s3_urls_and_bad_bucket_names():
+def test_s3_urls_and_bad_bucket_names() -> None:
+    from libs.artifacts.s3_store import S3BlobStore
+
     store = open_blob_store("s3://models-bucket/causeway/prod/")
+    assert isinstance(store, S3BlobStore)
     assert store.bucket == "models-bucket"
     assert store.key("a" * 64) == "causeway/prod/sha256/" + "a" * 64
-    from libs.artifacts.s3_store import S3BlobStore
 
     with pytest.raises(ValueError, match="invalid S3 bucket name"):
         S3BlobStore("")
 
 
-def test_s3_without_credentials_is_unavailable_with_advice(no_cloud_env):
+def test_s3_without_credentials_is_unavailable_with_advice(no_cloud_env: None) -> None:
     from libs.artifacts.s3_store import S3BlobStore
 
     store = S3BlobStore("b", region="eu-west-1")
@@ -57,7 +61,7 @@ def test_s3_without_credentials_is_unavailable_with_advice(no_cloud_env):
         store.stat("a" * 64)
 
 
-def test_s3_unreachable_endpoint_is_unavailable(no_cloud_env, monkeypatch):
+def test_s3_unreachable_endpoint_is_unavailable(no_cloud_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     from libs.artifacts.s3_store import S3BlobStore
@@ -70,7 +74,7 @@ def test_s3_unreachable_endpoint_is_unavailable(no_cloud_env, monkeypatch):
         store.put([data], digest=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
-def test_s3_validates_input_before_any_network_call(no_cloud_env):
+def test_s3_validates_input_before_any_network_call(no_cloud_env: None) -> None:
     from libs.artifacts.s3_store import S3BlobStore
 
     store = S3BlobStore("b", region="eu-west-1")
@@ -78,14 +82,14 @@ def test_s3_validates_input_before_any_network_call(no_cloud_env):
         store.put([b"x"], digest="not-a-digest", size=1)
 
 
-def test_gcs_without_credentials_is_unavailable_with_advice(no_cloud_env):
+def test_gcs_without_credentials_is_unavailable_with_advice(no_cloud_env: None) -> None:
     from libs.artifacts.gcs_store import GcsBlobStore
 
     with pytest.raises(Unavailable, match="no Google Cloud credentials"):
         GcsBlobStore("bucket", project="p")
 
 
-def test_gcs_unreachable_endpoint_is_unavailable(no_cloud_env):
+def test_gcs_unreachable_endpoint_is_unavailable(no_cloud_env: None) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -93,7 +97,8 @@ def test_gcs_unreachable_endpoint_is_unavailable(no_cloud_env):
 
     client = storage.Client(
         project="p",
-        credentials=AnonymousCredentials(),
+        # google-auth leaves AnonymousCredentials.__init__ unannotated.
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": f"http://127.0.0.1:{_closed_port()}"},
     )
     store = GcsBlobStore("bucket", "pre", client=client, retry_deadline=1.0)

@@ -6,6 +6,8 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,33 +17,34 @@ from libs.artifacts.local_store import LocalBlobStore
 from libs.errors.domain_errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted
 
 
-def _chunks(data: bytes, size: int = 1000):
+def _chunks(data: bytes, size: int = 1000) -> Iterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path: Path) -> LocalBlobStore:
     return LocalBlobStore(tmp_path / "blobs", max_size=10_000_000)
 
 
-def _staging(store):
+def _staging(store: LocalBlobStore) -> list[Path]:
     return list((store.root / "staging").iterdir())
 
 
-def test_roundtrip_with_offsets(store):
+def test_roundtrip_with_offsets(store: LocalBlobStore) -> None:
     data = os.urandom(250_000)
     digest = hashlib.sha256(data).hexdigest()
     info = store.put(_chunks(data), digest=digest, size=len(data))
     assert (info.digest, info.size) == (digest, len(data))
-    assert store.stat(digest).size == len(data)
+    stat = store.stat(digest)
+    assert stat is not None and stat.size == len(data)
     assert b"".join(store.read(digest)) == data
     assert b"".join(store.read(digest, offset=123_457)) == data[123_457:]
     assert b"".join(store.read(digest, offset=len(data))) == b""
     assert _staging(store) == []
 
 
-def test_same_bytes_twice_is_idempotent(store):
+def test_same_bytes_twice_is_idempotent(store: LocalBlobStore) -> None:
     data = b"model-bytes" * 100
     digest = hashlib.sha256(data).hexdigest()
     store.put(_chunks(data), digest=digest, size=len(data))
@@ -49,7 +52,7 @@ def test_same_bytes_twice_is_idempotent(store):
     assert b"".join(store.read(digest)) == data
 
 
-def test_digest_mismatch_stores_nothing(store):
+def test_digest_mismatch_stores_nothing(store: LocalBlobStore) -> None:
     data = b"a" * 5000
     wrong = hashlib.sha256(b"b").hexdigest()
     with pytest.raises(DigestMismatch) as err:
@@ -68,14 +71,16 @@ def test_digest_mismatch_stores_nothing(store):
         (b"x", 20_000_000, ResourceExhausted, "above the limit of 10000000 bytes"),
     ],
 )
-def test_size_problems_store_nothing(store, sent, declared, error, message):
+def test_size_problems_store_nothing(
+    store: LocalBlobStore, sent: bytes, declared: int, error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         store.put(_chunks(sent), digest=hashlib.sha256(sent).hexdigest(), size=declared)
     assert store.stat(hashlib.sha256(sent).hexdigest()) is None
     assert _staging(store) == []
 
 
-def test_size_mismatches_carry_both_sizes(store):
+def test_size_mismatches_carry_both_sizes(store: LocalBlobStore) -> None:
     data = b"x" * 10
     digest = hashlib.sha256(data).hexdigest()
     with pytest.raises(DigestMismatch) as short:
@@ -90,7 +95,7 @@ def test_size_mismatches_carry_both_sizes(store):
     assert (big.value.size, big.value.limit) == (20_000_000, 10_000_000)
 
 
-def test_corruption_hook_sees_both_digests(store):
+def test_corruption_hook_sees_both_digests(store: LocalBlobStore) -> None:
     data = b"payload" * 1000
     digest = hashlib.sha256(data).hexdigest()
     store.put([data], digest=digest, size=len(data))
@@ -103,13 +108,13 @@ def test_corruption_hook_sees_both_digests(store):
     assert seen == [(digest, hashlib.sha256(path.read_bytes()).hexdigest())]
 
 
-def test_malformed_digests_are_refused(store):
+def test_malformed_digests_are_refused(store: LocalBlobStore) -> None:
     for bad in ["", "ABC", "sha256:" + "a" * 64, "a" * 63, "../../etc/passwd" + "a" * 48]:
         with pytest.raises(InvalidArgument, match="64 lowercase hexadecimal"):
             store.stat(bad)
 
 
-def test_missing_blob_and_bad_offset(store):
+def test_missing_blob_and_bad_offset(store: LocalBlobStore) -> None:
     with pytest.raises(NotFound):
         list(store.read("0" * 64))
     data = b"abc"
@@ -119,7 +124,7 @@ def test_missing_blob_and_bad_offset(store):
         store.read(digest, offset=4)
 
 
-def test_corrupted_blob_is_data_loss_on_read(store):
+def test_corrupted_blob_is_data_loss_on_read(store: LocalBlobStore) -> None:
     data = os.urandom(3 * 1024 * 1024)
     digest = hashlib.sha256(data).hexdigest()
     store.put(_chunks(data, 65536), digest=digest, size=len(data))
@@ -132,11 +137,11 @@ def test_corrupted_blob_is_data_loss_on_read(store):
         b"".join(store.read(digest))
 
 
-def _age(path, seconds):
+def _age(path: Path, seconds: float) -> None:
     os.utime(path, (time.time() - seconds, time.time() - seconds))
 
 
-def test_cleanup_removes_exactly_the_unlocked_staging_files_whatever_their_age(store):
+def test_cleanup_removes_exactly_the_unlocked_staging_files_whatever_their_age(store: LocalBlobStore) -> None:
     staging = store.root / "staging"
     old_dead = staging / "old-dead.part"
     old_dead.write_bytes(b"half an upload")
@@ -156,7 +161,7 @@ def test_cleanup_removes_exactly_the_unlocked_staging_files_whatever_their_age(s
     assert _staging(store) == [other]
 
 
-def test_cleanup_grace_period_spares_recently_abandoned_files(store):
+def test_cleanup_grace_period_spares_recently_abandoned_files(store: LocalBlobStore) -> None:
     staging = store.root / "staging"
     recent, old = staging / "recent.part", staging / "old.part"
     recent.write_bytes(b"x")
@@ -166,12 +171,12 @@ def test_cleanup_grace_period_spares_recently_abandoned_files(store):
     assert [p.name for p in _staging(store)] == ["recent.part"]
 
 
-def test_cleanup_during_a_live_upload_leaves_it_alone(store):
+def test_cleanup_during_a_live_upload_leaves_it_alone(store: LocalBlobStore) -> None:
     data = os.urandom(3 * 1024 * 1024)
     digest = hashlib.sha256(data).hexdigest()
     halfway, resume = threading.Event(), threading.Event()
 
-    def slow_chunks():
+    def slow_chunks() -> Iterator[bytes]:
         for i, chunk in enumerate(_chunks(data, 65536)):
             if i == 20:
                 halfway.set()
@@ -203,13 +208,14 @@ LocalBlobStore(Path(sys.argv[1])).put(chunks(), digest="0" * 64, size=10**9)
 """
 
 
-def test_staging_file_of_a_writer_killed_with_sigkill_is_removed(store):
+def test_staging_file_of_a_writer_killed_with_sigkill_is_removed(store: LocalBlobStore) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_WRITER, str(store.root)],
         stdout=subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
     )
+    assert child.stdout is not None
     try:
         assert child.stdout.readline().strip() == "writing"
         assert store.cleanup_staging() == 0  # alive: its lock protects the part
@@ -221,7 +227,7 @@ def test_staging_file_of_a_writer_killed_with_sigkill_is_removed(store):
     assert _staging(store) == []
 
 
-def test_listing_and_deleting_blobs(store):
+def test_listing_and_deleting_blobs(store: LocalBlobStore) -> None:
     digests = []
     for data in (b"one", b"two"):
         digest = hashlib.sha256(data).hexdigest()
@@ -234,7 +240,7 @@ def test_listing_and_deleting_blobs(store):
     assert store.stat(digests[0]) is None
 
 
-def test_streaming_never_holds_the_blob_in_memory(store):
+def test_streaming_never_holds_the_blob_in_memory(store: LocalBlobStore) -> None:
     size = 64 * 1024 * 1024
     block = os.urandom(1024 * 1024)
     sha = hashlib.sha256()
@@ -251,7 +257,7 @@ def test_streaming_never_holds_the_blob_in_memory(store):
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while streaming 64 MiB"
 
 
-def test_factory_opens_local_paths(tmp_path):
+def test_factory_opens_local_paths(tmp_path: Path) -> None:
     assert isinstance(open_blob_store(str(tmp_path / "a")), LocalBlobStore)
     assert isinstance(open_blob_store(f"file://{tmp_path}/b"), LocalBlobStore)
     with pytest.raises(ValueError, match="unsupported artifact store"):

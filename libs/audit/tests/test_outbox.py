@@ -2,6 +2,9 @@
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -14,11 +17,11 @@ from libs.auth.interceptor import bearer
 from libs.testing.registry_process import registry_process
 
 
-def _event(n: int, **kw) -> OutboxEvent:
+def _event(n: int, **kw: Any) -> OutboxEvent:
     return OutboxEvent(action="model.load", subject=f"models/m/versions/{n}", details={"n": n}, **kw)
 
 
-def test_recorded_events_survive_a_reopen_in_order_until_marked_sent(tmp_path):
+def test_recorded_events_survive_a_reopen_in_order_until_marked_sent(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
     outbox = LocalOutbox(path)
     events = [_event(i, actor_subject="alice", actor_roles=("researcher",)) for i in range(3)]
@@ -33,7 +36,7 @@ def test_recorded_events_survive_a_reopen_in_order_until_marked_sent(tmp_path):
     assert reopened.count_pending() == 2
 
 
-def test_sent_events_are_pruned_but_unsent_ones_never(tmp_path):
+def test_sent_events_are_pruned_but_unsent_ones_never(tmp_path: Path) -> None:
     outbox = LocalOutbox(tmp_path / "outbox.sqlite", keep_sent=2)
     for i in range(6):
         outbox.record(_event(i))
@@ -44,7 +47,7 @@ def test_sent_events_are_pruned_but_unsent_ones_never(tmp_path):
     assert rows == [(seqs[3], 1), (seqs[4], 1), (seqs[5], 0)]
 
 
-def test_events_without_action_or_with_an_unknown_outcome_are_refused():
+def test_events_without_action_or_with_an_unknown_outcome_are_refused() -> None:
     with pytest.raises(ValueError, match="outcome"):
         OutboxEvent(action="model.load", subject="models/m", outcome="MAYBE")
     with pytest.raises(ValueError, match="action and a subject"):
@@ -52,7 +55,7 @@ def test_events_without_action_or_with_an_unknown_outcome_are_refused():
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevIdentityProvider, grpc.Channel]]:
     tmp = tmp_path_factory.mktemp("audit-registry")
     idp = DevIdentityProvider(tmp / "idp")
     with registry_process(tmp / "registry", idp) as proc:
@@ -61,14 +64,16 @@ def registry(tmp_path_factory):
         channel.close()
 
 
-def _chain(idp, channel, subject_prefix: str):
+def _chain(idp: DevIdentityProvider, channel: grpc.Channel, subject_prefix: str) -> list[audit_event_pb2.AuditEvent]:
     stub = audit_service_pb2_grpc.AuditServiceStub(channel)
     md = bearer(idp.issue("auditor", ["reviewer"]))
     events = stub.ListEvents(audit_service_pb2.ListEventsRequest(page_size=100), metadata=md).events
     return [e for e in events if e.subject.startswith(subject_prefix)]
 
 
-def test_the_publisher_appends_in_order_once_and_waits_while_the_chain_is_unreachable(registry, tmp_path):
+def test_the_publisher_appends_in_order_once_and_waits_while_the_chain_is_unreachable(
+    registry: tuple[DevIdentityProvider, grpc.Channel], tmp_path: Path
+) -> None:
     idp, channel = registry
     outbox = LocalOutbox(tmp_path / "outbox.sqlite")
     when = dt.datetime(2026, 11, 22, 1, 2, 3, tzinfo=dt.UTC)

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,12 +18,12 @@ KEY = b"audit-key-for-tests"
 
 
 @pytest.fixture
-def db_url(tmp_path):
+def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'audit.db'}"
 
 
 @pytest.fixture
-def log(db_url):
+def log(db_url: str) -> AuditLog:
     return AuditLog(SqlAuditStore(db_url), key=KEY)
 
 
@@ -30,7 +31,7 @@ def _draft(i: int, actor: str = "alice") -> EventDraft:
     return EventDraft(actor=actor, action="model.register", subject=f"models/m{i % 3}/versions/{i}", details={"i": i})
 
 
-def test_concurrent_appends_are_gap_free_and_verify(log):
+def test_concurrent_appends_are_gap_free_and_verify(log: AuditLog) -> None:
     def worker(w: int) -> None:
         for i in range(25):
             log.append(_draft(i, actor=f"user{w}"))
@@ -47,7 +48,7 @@ def test_concurrent_appends_are_gap_free_and_verify(log):
     assert verdict.ok and verdict.checked == 100
 
 
-def test_database_refuses_update_and_delete(log, db_url):
+def test_database_refuses_update_and_delete(log: AuditLog, db_url: str) -> None:
     log.append(_draft(1))
     engine = sa.create_engine(db_url)
     with pytest.raises(sa.exc.DatabaseError, match="append-only: UPDATE refused"), engine.begin() as conn:
@@ -67,7 +68,7 @@ def _attack(db_url: str, *statements: str) -> None:
             conn.exec_driver_sql(statement)
 
 
-def test_edited_row_is_detected(log, db_url):
+def test_edited_row_is_detected(log: AuditLog, db_url: str) -> None:
     for i in range(6):
         log.append(_draft(i))
     _attack(db_url, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 4")
@@ -75,7 +76,7 @@ def test_edited_row_is_detected(log, db_url):
     assert (verdict.ok, verdict.problem, verdict.seq) == (False, Problem.EDITED, 4)
 
 
-def test_deleted_row_is_detected(log, db_url):
+def test_deleted_row_is_detected(log: AuditLog, db_url: str) -> None:
     for i in range(6):
         log.append(_draft(i))
     _attack(db_url, "DELETE FROM audit_events WHERE seq = 2")
@@ -83,7 +84,7 @@ def test_deleted_row_is_detected(log, db_url):
     assert (verdict.problem, verdict.seq) == (Problem.DELETED, 2)
 
 
-def test_deleted_newest_row_is_detected(log, db_url):
+def test_deleted_newest_row_is_detected(log: AuditLog, db_url: str) -> None:
     for i in range(3):
         log.append(_draft(i))
     _attack(db_url, "DELETE FROM audit_events WHERE seq = 3")
@@ -91,7 +92,7 @@ def test_deleted_newest_row_is_detected(log, db_url):
     assert (verdict.problem, verdict.seq) == (Problem.TRUNCATED, 3)
 
 
-def test_paging_and_filters(log):
+def test_paging_and_filters(log: AuditLog) -> None:
     for i in range(10):
         log.append(_draft(i, actor="bob" if i % 2 else "alice"))
     page, after = log.list(EventFilter(actor="bob"), 3)
@@ -104,7 +105,7 @@ def test_paging_and_filters(log):
     assert page == [], "LIKE wildcards in the prefix are literal"
 
 
-def test_bad_events_are_refused_and_change_nothing(log):
+def test_bad_events_are_refused_and_change_nothing(log: AuditLog) -> None:
     with pytest.raises(InvalidArgument, match="needs an actor"):
         log.append(EventDraft(actor="", action="x", subject="y"))
     with pytest.raises(InvalidArgument, match="longer than 512"):
@@ -115,12 +116,12 @@ def test_bad_events_are_refused_and_change_nothing(log):
     assert log.verify().ok
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     return subprocess.run([sys.executable, "-m", "libs.audit.cli", *args], capture_output=True, text=True, env=env)
 
 
-def test_cli_verifies_database_and_exported_file(log, db_url, tmp_path):
+def test_cli_verifies_database_and_exported_file(log: AuditLog, db_url: str, tmp_path: Path) -> None:
     for i in range(4):
         log.append(_draft(i))
     key_file = tmp_path / "key"

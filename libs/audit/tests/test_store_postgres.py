@@ -1,6 +1,7 @@
 """The audit store on a real PostgreSQL server: DB-level append-only guards, gap-free appends."""
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -9,21 +10,21 @@ from libs.audit.audit_log import AuditLog
 from libs.audit.events import EventDraft
 from libs.audit.store import EventFilter, SqlAuditStore
 from libs.audit.verify import Problem
-from libs.testing.postgres import postgres_server
+from libs.testing.postgres import PostgresServer, postgres_server
 
 
 @pytest.fixture(scope="module")
-def pg():
+def pg() -> Iterator[PostgresServer]:
     with postgres_server() as server:
         yield server
 
 
 @pytest.fixture
-def url(pg, request):
+def url(pg: PostgresServer, request: pytest.FixtureRequest) -> str:
     return pg.create_database(request.node.name.lower().replace("[", "_").replace("]", ""))
 
 
-def test_update_delete_and_truncate_are_refused_by_the_database(url):
+def test_update_delete_and_truncate_are_refused_by_the_database(url: str) -> None:
     log = AuditLog(SqlAuditStore(url))
     log.append(EventDraft(actor="alice", action="model.register", subject="models/a"))
     engine = sa.create_engine(url)
@@ -37,7 +38,7 @@ def test_update_delete_and_truncate_are_refused_by_the_database(url):
     assert log.verify().ok
 
 
-def test_concurrent_appends_from_two_stores_are_gap_free(url):
+def test_concurrent_appends_from_two_stores_are_gap_free(url: str) -> None:
     # Two store instances = two service replicas sharing one database.
     logs = [AuditLog(SqlAuditStore(url)), AuditLog(SqlAuditStore(url))]
 
@@ -55,7 +56,7 @@ def test_concurrent_appends_from_two_stores_are_gap_free(url):
     assert logs[1].verify().ok
 
 
-def test_tampering_by_a_superuser_is_detected(url):
+def test_tampering_by_a_superuser_is_detected(url: str) -> None:
     log = AuditLog(SqlAuditStore(url), key=b"k")
     for i in range(5):
         log.append(EventDraft(actor="alice", action="approval.sign", subject=f"models/m/versions/{i}"))

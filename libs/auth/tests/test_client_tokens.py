@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -6,7 +7,7 @@ from libs.auth.client_tokens import FileTokenSource
 from libs.errors.domain_errors import Unauthenticated
 
 
-def test_rotated_token_file_is_reread(tmp_path):
+def test_rotated_token_file_is_reread(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("first\n")
     source = FileTokenSource(path)
@@ -16,6 +17,6 @@ def test_rotated_token_file_is_reread(tmp_path):
     assert source.token() == "second"
 
 
-def test_missing_token_file_is_a_clear_error(tmp_path):
+def test_missing_token_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(Unauthenticated, match="cannot read this service's token file"):
         FileTokenSource(tmp_path / "absent").token()

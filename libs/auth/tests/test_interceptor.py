@@ -1,4 +1,6 @@
 import datetime as dt
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,12 +21,13 @@ def _ident(b: bytes) -> bytes:
     return b
 
 
-def _whoami(request: bytes, context) -> bytes:
+def _whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
     p = principal_ctx.current()
+    assert p is not None
     return f"{p.subject}:{','.join(sorted(p.roles))}".encode()
 
 
-def _sign(request: bytes, context) -> bytes:
+def _sign(request: bytes, context: grpc.ServicerContext) -> bytes:
     return b"signed"
 
 
@@ -41,12 +44,12 @@ def _binding() -> ServiceBinding:
 
 
 @pytest.fixture
-def idp(tmp_path):
+def idp(tmp_path: Path) -> DevIdentityProvider:
     return DevIdentityProvider(tmp_path / "idp")
 
 
 @pytest.fixture
-def chan(idp):
+def chan(idp: DevIdentityProvider) -> Iterator[grpc.Channel]:
     verifier = TokenVerifier(JwksSource(str(idp.jwks_path)), VerifierSettings(idp.issuer, idp.audience))
     authorizer = Authorizer({f"/{SERVICE}/WhoAmI": MODELS_READ, f"/{SERVICE}/Sign": APPROVALS_SIGN})
     with (
@@ -56,23 +59,25 @@ def chan(idp):
         yield channel
 
 
-def _call(chan, method, metadata=()):
-    return chan.unary_unary(f"/{SERVICE}/{method}", _ident, _ident)(b"", metadata=metadata)
+def _call(chan: grpc.Channel, method: str, metadata: Sequence[tuple[str, str]] = ()) -> bytes:
+    call = chan.unary_unary(f"/{SERVICE}/{method}", _ident, _ident)
+    return call(b"", metadata=tuple(metadata))
 
 
-def _status(chan, method, metadata=()):
+def _status(chan: grpc.Channel, method: str, metadata: Sequence[tuple[str, str]] = ()) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as err:
         _call(chan, method, metadata)
-    return err.value.code(), err.value.details()
+    assert isinstance(err.value, grpc.Call)
+    return err.value.code(), err.value.details() or ""
 
 
-def test_no_credentials_is_unauthenticated(chan):
+def test_no_credentials_is_unauthenticated(chan: grpc.Channel) -> None:
     code, details = _status(chan, "WhoAmI")
     assert code == grpc.StatusCode.UNAUTHENTICATED
     assert "missing credentials" in details
 
 
-def test_wrong_scheme_and_bad_token_are_unauthenticated(chan, idp):
+def test_wrong_scheme_and_bad_token_are_unauthenticated(chan: grpc.Channel, idp: DevIdentityProvider) -> None:
     code, details = _status(chan, "WhoAmI", [("authorization", "Basic YWxpY2U6cHc=")])
     assert code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in details
     expired = idp.issue("alice", ["researcher"], issued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
@@ -80,12 +85,12 @@ def test_wrong_scheme_and_bad_token_are_unauthenticated(chan, idp):
     assert code == grpc.StatusCode.UNAUTHENTICATED and "expired" in details
 
 
-def test_verified_caller_reaches_the_servicer(chan, idp):
+def test_verified_caller_reaches_the_servicer(chan: grpc.Channel, idp: DevIdentityProvider) -> None:
     token = idp.issue("alice", ["researcher"])
     assert _call(chan, "WhoAmI", bearer(token)) == b"alice:researcher"
 
 
-def test_missing_permission_is_permission_denied(chan, idp):
+def test_missing_permission_is_permission_denied(chan: grpc.Channel, idp: DevIdentityProvider) -> None:
     token = idp.issue("alice", ["researcher"])
     code, details = _status(chan, "Sign", bearer(token))
     assert code == grpc.StatusCode.PERMISSION_DENIED
@@ -93,12 +98,14 @@ def test_missing_permission_is_permission_denied(chan, idp):
     assert _call(chan, "Sign", bearer(idp.issue("quinn", ["qa-approver"]))) == b"signed"
 
 
-def test_methods_outside_the_map_are_denied_by_default(chan, idp):
+def test_methods_outside_the_map_are_denied_by_default(chan: grpc.Channel, idp: DevIdentityProvider) -> None:
     code, details = _status(chan, "Unmapped", bearer(idp.issue("root", ["platform-admin"])))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert "denied by default" in details
 
 
-def test_health_checks_need_no_token(chan):
-    resp = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest())
+def test_health_checks_need_no_token(chan: grpc.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(chan)
+    # types-grpcio-health-checking declares HealthStub without its RPC attributes.
+    resp = stub.Check(health_pb2.HealthCheckRequest())  # type: ignore[attr-defined]
     assert resp.status == health_pb2.HealthCheckResponse.SERVING

@@ -30,7 +30,7 @@ def _secret(tmp_path: Path, value: str = "s3cr3t\n") -> str:
     return str(path)
 
 
-def test_loads_typed_values_and_defaults(tmp_path):
+def test_loads_typed_values_and_defaults(tmp_path: Path) -> None:
     env = {
         "X_STORE_DIR": "/var/lib/x",
         "X_DEBUG": "yes",
@@ -48,13 +48,13 @@ def test_loads_typed_values_and_defaults(tmp_path):
     assert cfg.token.reveal() == "s3cr3t"
 
 
-def test_secret_never_shows_in_repr(tmp_path):
+def test_secret_never_shows_in_repr(tmp_path: Path) -> None:
     cfg = load(Example, prefix="X_", environ={"X_STORE_DIR": "/d", "X_TOKEN_FILE": _secret(tmp_path)})
     assert "s3cr3t" not in repr(cfg)
     assert "s3cr3t" not in str(cfg.token)
 
 
-def test_every_problem_is_reported_at_once(tmp_path):
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     env = {"X_PORT": "seventy", "X_DEBUG": "maybe", "X_MODE": "hybrid", "X_RATIO": "1e"}
     with pytest.raises(ConfigError) as err:
         load(Example, prefix="X_", environ=env)
@@ -68,13 +68,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(err.value.problems) == 6
 
 
-def test_range_is_checked(tmp_path):
+def test_range_is_checked(tmp_path: Path) -> None:
     env = {"X_PORT": "70000", "X_STORE_DIR": "/d", "X_TOKEN_FILE": _secret(tmp_path)}
     with pytest.raises(ConfigError, match="X_PORT='70000': must be at most 65535"):
         load(Example, prefix="X_", environ=env)
 
 
-def test_secret_in_plain_environment_is_refused(tmp_path):
+def test_secret_in_plain_environment_is_refused(tmp_path: Path) -> None:
     env = {"X_STORE_DIR": "/d", "X_TOKEN": "leaked"}
     with pytest.raises(ConfigError) as err:
         load(Example, prefix="X_", environ=env)
@@ -82,14 +82,14 @@ def test_secret_in_plain_environment_is_refused(tmp_path):
     assert "leaked" not in str(err.value)
 
 
-def test_unreadable_secret_file_names_the_path(tmp_path):
+def test_unreadable_secret_file_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     env = {"X_STORE_DIR": "/d", "X_TOKEN_FILE": str(missing)}
     with pytest.raises(ConfigError, match=r"X_TOKEN_FILE='.*nope': cannot read the secret file"):
         load(Example, prefix="X_", environ=env)
 
 
-def test_describe_lists_variables():
+def test_describe_lists_variables() -> None:
     rows = {var: (default, help_) for var, default, help_ in describe(Example, prefix="X_")}
     assert rows["X_PORT"] == ("50051", "gRPC port")
     assert rows["X_TOKEN_FILE"][0] == "required"
@@ -101,7 +101,7 @@ class Other:
     workers: int = setting("WORKERS", default=2, minimum=1)
 
 
-def test_load_sections_collects_problems_of_every_section(tmp_path):
+def test_load_sections_collects_problems_of_every_section(tmp_path: Path) -> None:
     from libs.config.settings import load_sections
 
     env = {"X_WORKERS": "0", "X_PORT": "abc"}
