@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,7 +19,7 @@ def _appset() -> dict:
     return appset
 
 
-def _fill(template, params: dict[str, object]):
+def _fill(template, params: dict[str, Any]):
     """Expand the Go-template expressions this ApplicationSet uses; unknown keys fail (missingkey=error)."""
     if isinstance(template, dict):
         return {_fill(k, params): _fill(v, params) for k, v in template.items()}

@@ -14,7 +14,7 @@ import grpc
 
 from libs.auth import principal as principal_ctx
 from libs.auth.rbac import Authorizer
-from libs.auth.tokens import TokenVerifier
+from libs.auth.tokens import Verifier
 from libs.errors.domain_errors import Unauthenticated
 from libs.grpc_server.handlers import Behavior, Handler, WrappedHandlers
 from libs.telemetry import context as reqctx
@@ -26,7 +26,7 @@ PrincipalToken = contextvars.Token[principal_ctx.Principal | None]
 class AuthInterceptor(grpc.ServerInterceptor):
     def __init__(
         self,
-        verifier: TokenVerifier,
+        verifier: Verifier,
         authorizer: Authorizer,
         public_methods: Iterable[str] = (),
     ) -> None:

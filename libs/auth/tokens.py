@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -79,6 +79,12 @@ class VerifierSettings:
     roles_claim: str = "roles"
     teams_claim: str = "teams"
     leeway_seconds: float = 30.0
+
+
+class Verifier(Protocol):
+    """Turns a bearer token into the `Principal` it proves, or raises Unauthenticated."""
+
+    def verify(self, token: str) -> Principal: ...
 
 
 class TokenVerifier:

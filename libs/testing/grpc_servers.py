@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2
 
 from libs.grpc_server.server import GrpcServer, ServiceBinding
 from libs.grpc_server.settings import ServerSettings
@@ -46,3 +47,21 @@ def channel_to(server: GrpcServer, max_message_bytes: int | None = None) -> Iter
     with grpc.insecure_channel(server.address, options=options) as chan:
         grpc.channel_ready_future(chan).result(timeout=10)
         yield chan
+
+
+def trailers(err: grpc.RpcError) -> dict[str, str | bytes]:
+    """The trailing metadata of a failed call, by key.
+
+    A sync call's error is also its grpc.Call, whose trailers are (key, value) pairs; types-grpcio
+    types RpcError.trailing_metadata() as objects with .key and .value, which the sync API never returns.
+    """
+    assert isinstance(err, grpc.Call)
+    call: grpc.Call = err
+    return dict(call.trailing_metadata())
+
+
+def rich_status_of(err: grpc.RpcError) -> status_pb2.Status:
+    """The google.rpc.Status a failed call carries in its `grpc-status-details-bin` trailer."""
+    raw = trailers(err)["grpc-status-details-bin"]
+    assert isinstance(raw, bytes)
+    return status_pb2.Status.FromString(raw)

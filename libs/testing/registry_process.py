@@ -20,6 +20,7 @@ from libs.auth.dev_idp import DevIdentityProvider
 from libs.testing.processes import ServerProcess
 
 RUNFILES_PATH = "services/registry/registry"
+READY_TIMEOUT = 120.0  # seconds for a cold start: imports, migrations, MLflow's first connect
 
 
 def registry_binary() -> str:
@@ -71,7 +72,7 @@ def registry_env(data_dir: Path, idp: DevIdentityProvider, **overrides: str) -> 
 
 @contextlib.contextmanager
 def registry_process(
-    data_dir: Path, idp: DevIdentityProvider, *, ready_timeout: float = 120.0, **overrides: str
+    data_dir: Path, idp: DevIdentityProvider, *, ready_timeout: float = READY_TIMEOUT, **overrides: str
 ) -> Iterator[RegistryProcess]:
     """A started registry; killed by PID when the block exits (or the test process dies)."""
     data_dir = Path(data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 
@@ -104,6 +105,7 @@ def _auth_interceptor(config: Config) -> AuthInterceptor:
 
 def _registry_source(config: Config) -> tuple[RegistryClient, grpc.Channel, FileTokenSource]:
     runner = config.runner
+    assert config.auth.service_token_file is not None  # load_config requires it
     tokens = FileTokenSource(config.auth.service_token_file)
     channel = grpc.insecure_channel(
         runner.registry_address,
@@ -160,7 +162,7 @@ def build_app(config: Config, *, source: ModelSource | None = None, device: Devi
     )
     jobs = BatchJobs(scheduler, source, storage, loaders)
     for state in JobState:
-        metrics.jobs.labels(state.value).set_function(lambda state=state: scheduler.count(state))
+        metrics.jobs.labels(state.value).set_function(functools.partial(scheduler.count, state))
     readiness = Readiness()
     info = RunnerInfo(runner.environment.value, VERSION, dt.datetime.now(dt.UTC), runner.unload_grace_seconds)
     bindings = [

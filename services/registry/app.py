@@ -6,6 +6,7 @@ import dataclasses
 import logging
 
 import grpc
+import sqlalchemy as sa
 
 from causeway.audit.v1 import audit_service_pb2
 from causeway.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
@@ -53,7 +54,7 @@ class BlobLayoutLookup:
 @dataclasses.dataclass
 class RegistryApp:
     config: Config
-    engine: object
+    engine: sa.Engine
     audit_log: AuditLog
     auditor: Auditor
     blobs: BlobStore

@@ -112,6 +112,7 @@ def build_app(config: Config) -> ValidatorApp:
     policies = load_policies(v.policies_dir or DEFAULT_DIR)
     v.data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlRunStore(create_engine(v.store_url()))
+    assert config.auth.service_token_file is not None  # load_config requires it
     tokens = FileTokenSource(config.auth.service_token_file)
     channel = grpc.insecure_channel(
         v.registry_address,

@@ -18,7 +18,7 @@ from causeway.common.v1 import digest_pb2
 from causeway.registry.v1 import artifact_pb2, artifact_service_pb2
 from libs.auth.dev_idp import DevIdentityProvider
 from libs.auth.interceptor import bearer
-from libs.testing.registry_process import RegistryProcess, registry_process
+from libs.testing.registry_process import READY_TIMEOUT, RegistryProcess, registry_process
 
 MIB = 1024 * 1024
 
@@ -34,7 +34,10 @@ def running_registry(
     with contextlib.ExitStack() as stack:
         root = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         idp = DevIdentityProvider(root / "idp")
-        registry = stack.enter_context(registry_process(root / "registry", idp, **overrides))
+        # ready_timeout by name: otherwise `overrides` (settings, all str) could be taken for it.
+        registry = stack.enter_context(
+            registry_process(root / "registry", idp, ready_timeout=READY_TIMEOUT, **overrides)
+        )
         yield registry, idp
 
 

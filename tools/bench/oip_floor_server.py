@@ -43,7 +43,10 @@ def main(argv: list[str]) -> int:
         return 2
     port, outputs, workers = (int(a) for a in argv)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(FloorServicer(outputs), server)
+    # The generated servicer answers UNIMPLEMENTED for the RPCs not overridden here; mypy-protobuf's
+    # stub declares them abstract all the same.
+    servicer = FloorServicer(outputs)  # type: ignore[abstract]
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
         print(f"cannot bind 127.0.0.1:{port}", file=sys.stderr)
         return 1

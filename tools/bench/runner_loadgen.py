@@ -109,8 +109,8 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     kind, target, token, model, version, features, concurrency, seconds = argv
-    features_n, _, rows = features.partition("x")
-    features_n, rows_n, conc, secs = int(features_n), int(rows or 1), int(concurrency), float(seconds)
+    features_text, _, rows_text = features.partition("x")
+    features_n, rows_n, conc, secs = int(features_text), int(rows_text or 1), int(concurrency), float(seconds)
     if kind == "triton":
         make = lambda: _triton_worker(target, token, model, version, features_n, rows_n)  # noqa: E731
     else:

@@ -8,6 +8,7 @@ training data.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def _read(path: Path):
     raise ValueError(f"{path}: baseline data must be .parquet or .csv")
 
 
-def baseline_from(path: Path, exclude: list[str] = ()) -> rm.BaselineStatistics:
+def baseline_from(path: Path, exclude: Sequence[str] = ()) -> rm.BaselineStatistics:
     frame = _read(path)
     stats = rm.BaselineStatistics(
         dataset_digest=digest_pb2.Digest(

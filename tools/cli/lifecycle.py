@@ -17,6 +17,7 @@ from causeway.registry.v1 import governance_service_pb2_grpc as gov_grpc
 from causeway.registry.v1 import model_pb2 as rm
 from causeway.registry.v1 import registry_service_pb2 as reg
 from causeway.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from causeway.validator.v1 import run_pb2
 from causeway.validator.v1 import validator_service_pb2 as val
 from causeway.validator.v1 import validator_service_pb2_grpc as val_grpc
 from tools.cli.context import CliError, Context
@@ -101,7 +102,7 @@ def register(ctx: Context, args) -> rm.ModelVersion:
     return stub.CreateModelVersion(request, metadata=ctx.metadata()).version
 
 
-def validate(ctx: Context, name: str, version: int, environment: str, printer) -> val.ValidationRun:
+def validate(ctx: Context, name: str, version: int, environment: str, printer) -> run_pb2.ValidationRun:
     """Start a validation run and stream its progress until it finishes."""
     stub = val_grpc.ValidatorServiceStub(ctx.channel("validator"))
     request = val.StartValidationRequest(

@@ -40,7 +40,9 @@ def file_digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _requests(path: Path, digest: str, layout: int, filename: str) -> Iterator:
+def _requests(
+    path: Path, digest: str, layout: artifact_pb2.ArtifactLayout.ValueType, filename: str
+) -> Iterator[artifact_service_pb2.UploadArtifactRequest]:
     size = path.stat().st_size
     yield artifact_service_pb2.UploadArtifactRequest(
         metadata=artifact_pb2.UploadArtifactMetadata(

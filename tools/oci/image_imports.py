@@ -56,8 +56,8 @@ def imported_modules(tree: ast.AST) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.Try) and _optional(node):
-            for child in node.handlers + node.orelse + node.finalbody:
-                visit(child)
+            for handled in (*node.handlers, *node.orelse, *node.finalbody):
+                visit(handled)
             return
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

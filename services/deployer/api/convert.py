@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import overload
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -47,7 +48,7 @@ DECISION_TO_PB = {
 }
 
 
-def environment(value: int, field: str = "environment", required: bool = True) -> str:
+def environment(value: environment_pb2.Environment.ValueType, field: str = "environment", required: bool = True) -> str:
     if value in ENV_FROM_PB:
         return ENV_FROM_PB[value]
     if not required and value == environment_pb2.ENVIRONMENT_UNSPECIFIED:
@@ -55,7 +56,7 @@ def environment(value: int, field: str = "environment", required: bool = True) -
     raise InvalidArgument(f"{field} is required: DEV, TEST or PROD")
 
 
-def cloud(value: int, required: bool = True) -> str:
+def cloud(value: environment_pb2.Cloud.ValueType, required: bool = True) -> str:
     if value in CLOUD_FROM_PB:
         return CLOUD_FROM_PB[value]
     if not required and value == environment_pb2.CLOUD_UNSPECIFIED:
@@ -102,16 +103,22 @@ def digest(text: str) -> digest_pb2.Digest | None:
     return digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex=text.removeprefix("sha256:"))
 
 
+@overload
+def model_ref(ref: ModelRef) -> model_pb2.ModelRef: ...
+@overload
+def model_ref(ref: None) -> None: ...
 def model_ref(ref: ModelRef | None) -> model_pb2.ModelRef | None:
     return model_pb2.ModelRef(name=ref.name, version=ref.version) if ref else None
 
 
 def gate_result(g: GateResult) -> gate_pb2.GateResult:
     return gate_pb2.GateResult(
-        gate=gate_pb2.Gate.Value(f"GATE_{g.gate}") if f"GATE_{g.gate}" in gate_pb2.Gate.keys() else 0,  # noqa: SIM118 - an enum wrapper, not a dict
+        gate=gate_pb2.Gate.Value(f"GATE_{g.gate}")
+        if f"GATE_{g.gate}" in gate_pb2.Gate.keys()  # noqa: SIM118 - an enum wrapper, not a dict
+        else gate_pb2.GATE_UNSPECIFIED,
         status=gate_pb2.GateStatus.Value(f"GATE_STATUS_{g.status}")
         if f"GATE_STATUS_{g.status}" in gate_pb2.GateStatus.keys()  # noqa: SIM118 - an enum wrapper
-        else 0,
+        else gate_pb2.GATE_STATUS_UNSPECIFIED,
         message=g.message,
         evidence=list(g.evidence),
     )
@@ -156,7 +163,7 @@ def deployment(d: Deployment) -> pb.Deployment:
         state=STATE_TO_PB[d.state],
         message=d.message,
         gates=[gate_result(g) for g in d.gates],
-        source_environment=ENV_TO_PB.get(d.source_environment, 0),
+        source_environment=ENV_TO_PB.get(d.source_environment, environment_pb2.ENVIRONMENT_UNSPECIFIED),
         target_revision=d.target_revision,
         previous_model=model_ref(d.previous_model),
         requested_by=_actor_pb(d.requested_by),
@@ -184,7 +191,7 @@ def deployment(d: Deployment) -> pb.Deployment:
         c = d.canary
         out.canary_analysis.CopyFrom(
             pb.CanaryAnalysis(
-                decision=DECISION_TO_PB.get(c.decision, 0),
+                decision=DECISION_TO_PB.get(c.decision, pb.CANARY_DECISION_UNSPECIFIED),
                 current_step=c.current_step,
                 traffic_percent=c.traffic_percent,
                 message=c.message,

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from causeway.common.v1 import environment_pb2
 from causeway.deployer.v1 import deployer_service_pb2 as svc
 from causeway.deployer.v1 import deployer_service_pb2_grpc as svc_grpc
 from causeway.deployer.v1 import deployment_pb2 as pb
@@ -52,13 +53,13 @@ class DeployerServicer(svc_grpc.DeployerServiceServicer):
             raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>' metadata")
         return conv.actor(principal, self.issuer)
 
-    def _cloud(self, value: int) -> str:
+    def _cloud(self, value: environment_pb2.Cloud.ValueType) -> str:
         cloud = conv.cloud(value)
         if cloud not in self.clouds:
             raise InvalidArgument(f"this deployer does not serve cloud {cloud} (it serves {', '.join(self.clouds)})")
         return cloud
 
-    def _request(self, request, environment: int, strategy=None) -> Request:
+    def _request(self, request, environment: environment_pb2.Environment.ValueType, strategy=None) -> Request:
         return Request(
             environment=conv.environment(environment),
             cloud=self._cloud(request.cloud),
@@ -107,13 +108,15 @@ class DeployerServicer(svc_grpc.DeployerServiceServicer):
             environment=request.environment,
             cloud=request.cloud,
             revision=s.get("revision", ""),
-            sync_status={"synced": pb.SYNC_STATUS_SYNCED, "out_of_sync": pb.SYNC_STATUS_OUT_OF_SYNC}.get(s["sync"], 0),
+            sync_status={"synced": pb.SYNC_STATUS_SYNCED, "out_of_sync": pb.SYNC_STATUS_OUT_OF_SYNC}.get(
+                s["sync"], pb.SYNC_STATUS_UNSPECIFIED
+            ),
             health_status={
                 "healthy": pb.HEALTH_STATUS_HEALTHY,
                 "progressing": pb.HEALTH_STATUS_PROGRESSING,
                 "degraded": pb.HEALTH_STATUS_DEGRADED,
                 "missing": pb.HEALTH_STATUS_MISSING,
-            }.get(s["health"], 0),
+            }.get(s["health"], pb.HEALTH_STATUS_UNSPECIFIED),
             traffic=[
                 pb.TrafficTarget(model=conv.model_ref(ModelRef(request.model_name, v)), percent=p)
                 for v, p in s["traffic"]
@@ -123,7 +126,9 @@ class DeployerServicer(svc_grpc.DeployerServiceServicer):
         )
         if s["live"] is not None:
             status.live_model.CopyFrom(conv.model_ref(s["live"]))
-            status.artifact_digest.CopyFrom(conv.digest(s["artifact_digest"]))
+            artifact = conv.digest(s["artifact_digest"])
+            if artifact is not None:
+                status.artifact_digest.CopyFrom(artifact)
         return svc.GetDeploymentStatusResponse(status=status)
 
     def ListDeployments(self, request: svc.ListDeploymentsRequest, context) -> svc.ListDeploymentsResponse:

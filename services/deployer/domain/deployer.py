@@ -24,9 +24,11 @@ from services.deployer.domain.queries import Queries
 from services.deployer.domain.records import (
     Actor,
     Deployment,
+    GateCheck,
     GitChange,
     Kind,
     ModelRef,
+    Revision,
     State,
     Strategy,
     check_cloud,
@@ -106,6 +108,8 @@ class Deployer:
         if len(history) < 2:
             raise NotFound(f"{model_name} has no earlier revision in {req.environment}/{req.cloud}")
         live, earlier = history[0], history[1:]
+        target: Revision | None
+        check: GateCheck | None
         if target_revision:
             matches = [r for r in earlier if r.revision.startswith(target_revision)]
             if not matches:

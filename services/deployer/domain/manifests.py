@@ -226,6 +226,7 @@ def _analysis_metric(release: Release, criterion: CanaryCriterion) -> dict[str, 
     else:
         # Relative to stable; a floor keeps an idle, error-free stable from dividing by zero.
         floor = "0.001" if criterion.metric == "error_rate" else "0.0001"
+        assert criterion.max_relative_increase is not None  # a criterion has one of the two bounds
         query = f"({canary}) / clamp_min(({_promql(release, criterion.metric, 'stable')}), {floor})"
         condition = f"result[0] <= {1.0 + criterion.max_relative_increase!r}"
     return {

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent import futures
+from typing import Any
 
 from services.deployer.domain import commit_message, events
 from services.deployer.domain.ports import AliasMover, DeploymentStore, PullRequests, Runtime
@@ -142,7 +143,7 @@ class Progress:
             now = self.clock()
             moved = current["d"].moved(state, message, now, canary=analysis or current["d"].canary)
             action = "deployment.canary_analysis" if analysis is not None else "deployment.state"
-            details = {"message": message}
+            details: dict[str, Any] = {"message": message}
             if analysis is not None:
                 details |= {
                     "decision": analysis.decision,

@@ -8,6 +8,7 @@ trailers that say who asked and on which evidence. Page tokens are bound to thei
 from __future__ import annotations
 
 import base64
+import builtins
 import datetime as dt
 import hashlib
 import json
@@ -93,11 +94,11 @@ class Queries:
 
     def revisions(
         self, model_name: str, environment: str, cloud: str, skip: int = 0, limit: int = 200
-    ) -> list[Revision]:
+    ) -> builtins.list[Revision]:
         """Revisions of a model in one environment and cloud, newest (live) first."""
         directory = f"{self.settings.env_dir(cloud, environment)}/{model_name}"
         commits = self.repo.log(f"{directory}/release.env", skip=skip, limit=limit + 1)
-        revisions: list[Revision] = []
+        revisions: builtins.list[Revision] = []
         for i, info in enumerate(commits[:limit]):
             live = changes.live_at(self.repo.snapshot(info.sha), directory)
             if live is None:  # the model left the environment in this commit
@@ -121,7 +122,7 @@ class Queries:
 
     def history(
         self, model_name: str, environment: str, cloud: str, size: int, token: str
-    ) -> tuple[list[tuple[Revision, bool]], str]:
+    ) -> tuple[builtins.list[tuple[Revision, bool]], str]:
         """A page of revisions with whether each version passes the gates now."""
         check_model_name(model_name)
         check_environment(environment)

@@ -37,7 +37,7 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
     return json.dumps(data, default=_default, sort_keys=True)
 
 

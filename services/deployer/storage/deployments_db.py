@@ -9,6 +9,7 @@ without its event; `AuditPublisher` drains the queue to the audit chain.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from collections.abc import Sequence
 
@@ -155,7 +156,7 @@ class SqlDeploymentStore:
             return [codec.deployment_from_json(r[0]) for r in conn.execute(query)]
 
     # ---- the outbox ------------------------------------------------------------------------
-    def pending_events(self, limit: int = 100) -> list[tuple[int, AuditEvent]]:
+    def pending_events(self, limit: int = 100) -> builtins.list[tuple[int, AuditEvent]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(outbox.c.seq, outbox.c.body)
@@ -169,7 +170,7 @@ class SqlDeploymentStore:
         with self.engine.begin() as conn:
             conn.execute(outbox.update().where(outbox.c.seq.in_(list(seqs))).values(sent_time=dt.datetime.now(dt.UTC)))
 
-    def all_events(self) -> list[AuditEvent]:
+    def all_events(self) -> builtins.list[AuditEvent]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox.c.body).order_by(outbox.c.seq))
             return [codec.event_from_json(r[0]) for r in rows]

@@ -19,7 +19,7 @@ _ENVIRONMENTS = {"dev": environment_pb2.ENVIRONMENT_DEV, "test": environment_pb2
 _ENVIRONMENTS["prod"] = environment_pb2.ENVIRONMENT_PROD
 
 
-def environment(name: str) -> int:
+def environment(name: str) -> environment_pb2.Environment.ValueType:
     return _ENVIRONMENTS[name]
 
 
@@ -74,7 +74,11 @@ _MODEL_STATES = {
 
 
 def loaded_model(view: ModelView) -> runner_model_pb2.LoadedModel:
-    fmt = model_pb2.ModelFormat.Value(f"MODEL_FORMAT_{view.format}") if view.format else 0
+    fmt = (
+        model_pb2.ModelFormat.Value(f"MODEL_FORMAT_{view.format}")
+        if view.format
+        else model_pb2.MODEL_FORMAT_UNSPECIFIED
+    )
     return runner_model_pb2.LoadedModel(
         model=model_pb2.ModelRef(name=view.name, version=view.version),
         artifact_digest=digest(view.digest),
@@ -107,7 +111,11 @@ _PRIORITIES = {
     batch_pb2.BATCH_JOB_PRIORITY_NORMAL: Priority.NORMAL,
     batch_pb2.BATCH_JOB_PRIORITY_HIGH: Priority.HIGH,
 }
-_PRIORITY_VALUES = {Priority.LOW: 1, Priority.NORMAL: 2, Priority.HIGH: 3}
+_PRIORITY_VALUES = {
+    Priority.LOW: batch_pb2.BATCH_JOB_PRIORITY_LOW,
+    Priority.NORMAL: batch_pb2.BATCH_JOB_PRIORITY_NORMAL,
+    Priority.HIGH: batch_pb2.BATCH_JOB_PRIORITY_HIGH,
+}
 _JOB_STATES = {s: batch_pb2.BatchJobState.Value(f"BATCH_JOB_STATE_{s.value}") for s in JobState}
 
 

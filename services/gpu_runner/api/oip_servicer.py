@@ -57,6 +57,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         view, outputs = self.models.infer(
             request.model_name, request.model_version, decoded.inputs, decoded.datatypes, decoded.requested_outputs
         )
+        assert view.signature is not None  # a model that answered has its signature bound
         specs = view.signature.select_outputs(decoded.requested_outputs)
         return oip_codec.encode_response(request, view.name, view.version, specs, outputs, decoded.raw)
 

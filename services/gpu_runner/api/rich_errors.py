@@ -29,7 +29,9 @@ def _detail(err: DomainError):
             environment=environment(err.environment),
             failed_gates=[
                 gate_pb2.GateResult(
-                    gate=gate_pb2.Gate.Value(f"GATE_{g.gate}") if f"GATE_{g.gate}" in gate_pb2.Gate.keys() else 0,  # noqa: SIM118 - an EnumTypeWrapper, not a dict
+                    gate=gate_pb2.Gate.Value(f"GATE_{g.gate}")
+                    if f"GATE_{g.gate}" in gate_pb2.Gate.keys()  # noqa: SIM118 - an EnumTypeWrapper, not a dict
+                    else gate_pb2.GATE_UNSPECIFIED,
                     status=gate_pb2.GATE_STATUS_FAILED,
                     message=g.message,
                 )

@@ -75,5 +75,5 @@ class ModelMethods:
         )
         return pb.GetRunnerStatusResponse(status=status)
 
-    def _device_type(self) -> int:
+    def _device_type(self) -> rm.DeviceType.ValueType:
         return rm.DEVICE_TYPE_CUDA if self.models.device.type is DeviceType.CUDA else rm.DEVICE_TYPE_CPU

@@ -34,7 +34,7 @@ _ENVIRONMENTS = {
 }
 
 
-def _datatype(value: int) -> str:
+def _datatype(value: tensor_pb2.DataType.ValueType) -> str:
     return tensor_pb2.DataType.Name(value).removeprefix("DATA_TYPE_")
 
 

@@ -166,6 +166,7 @@ def _safe_extract(blob: Path, tree: Path) -> None:
             elif member.isfile():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = archive.extractfile(member)
+                assert source is not None  # a regular file's member always has a body
                 with source, open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
             else:

@@ -9,6 +9,7 @@ if the version's bytes differ. Callers see only their teams' jobs unless they ar
 from __future__ import annotations
 
 import base64
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -129,7 +130,7 @@ class BatchJobs:
         jobs = self.scheduler.list(teams=teams, state=state, model=model)
         return jobs[offset : offset + size], next_token(offset, size, len(jobs), query)
 
-    def quotas(self, page_size: int, page_token: str) -> tuple[list[TeamQuota], str]:
+    def quotas(self, page_size: int, page_token: str) -> tuple[builtins.list[TeamQuota], str]:
         offset, size = page_bounds(page_size, page_token, {"quotas": 1})
         quotas = self.scheduler.quotas()
         return quotas[offset : offset + size], next_token(offset, size, len(quotas), {"quotas": 1})

@@ -219,7 +219,8 @@ class DatasetWriter:
                 data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
             else:
                 buffer = io.BytesIO()
-                np.savez(buffer, **arrays)
+                # numpy's stub lets a **mapping fill savez's allow_pickle flag too, so it refuses one.
+                np.savez(buffer, **arrays)  # type: ignore[arg-type]
                 data = buffer.getvalue()
             with self.fs.open_output_stream(self._part_path()) as out:
                 out.write(data)

@@ -11,6 +11,7 @@ Jobs live in memory (a restart loses the queue; see the ADR).
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import enum
@@ -253,7 +254,7 @@ class JobScheduler:
         with self._cond:
             return self._quota(team)
 
-    def quotas(self) -> list[TeamQuota]:
+    def quotas(self) -> builtins.list[TeamQuota]:
         with self._cond:
             return [self._quota(t) for t in sorted(self._quotas)]
 
@@ -325,7 +326,7 @@ class JobScheduler:
         quota = self._quotas.get(team)
         return quota.max_concurrent_slots if quota else self.default_slots
 
-    def _queues(self) -> dict[str, list[Job]]:
+    def _queues(self) -> dict[str, builtins.list[Job]]:
         queues: dict[str, list[Job]] = {}
         for job in self._jobs.values():
             if job.state is JobState.QUEUED:
@@ -336,7 +337,11 @@ class JobScheduler:
 
     @staticmethod
     def _pick(
-        queues: Mapping[str, list[Job]], held: Mapping[str, int], limits: Mapping[str, int], *, capped: bool = True
+        queues: Mapping[str, builtins.list[Job]],
+        held: Mapping[str, int],
+        limits: Mapping[str, int],
+        *,
+        capped: bool = True,
     ) -> Job | None:
         """The next job by weighted fair share; `capped=False` ignores quotas already full."""
         eligible = [

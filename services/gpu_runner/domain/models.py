@@ -10,6 +10,7 @@ flight for it and no batch job holds it; only idle models are evicted.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import logging
 import threading
@@ -79,7 +80,7 @@ class ModelManager:
                 self._entries.pop(key)
                 entry = None
             owner = entry is None
-            if owner:
+            if entry is None:
                 entry = Entry(name, version, config, self.device, last_used=self._clock())
                 self._entries[key] = entry
         if not owner:  # someone else is loading it (or did): share the outcome
@@ -349,9 +350,11 @@ class ModelManager:
             entry = self._find(name, version)
             if entry.state is not ModelState.READY:
                 raise Unavailable(f"model {entry.key} is {entry.state.value}, not READY" + _why(entry))
+            assert entry.backend is not None and entry.batcher is not None  # a READY entry has both
             entry.in_flight += 1
             entry.last_used = self._clock()
             batcher, signature = entry.batcher, entry.backend.signature
+            assert signature is not None  # bound when the model was loaded
         try:
             rows = check_against(signature, inputs, datatypes)
             signature.select_outputs(requested_outputs)
@@ -384,6 +387,7 @@ class ModelManager:
         with self._lock:
             entry = self._entries[f"{name}:{version}"]
             backend = entry.backend
+        assert backend is not None and backend.signature is not None  # pinned models are READY
         datatypes = {s.name: s.datatype for s in backend.signature.inputs}
         check_against(backend.signature, inputs, datatypes)
         return backend.predict(inputs)
@@ -394,14 +398,14 @@ class ModelManager:
             entries = sorted(self._entries.values(), key=lambda e: (e.name, e.version))
             return [e.view() for e in entries]
 
-    def recheck_gates(self) -> list[str]:
+    def recheck_gates(self) -> builtins.list[str]:
         """Unload READY models whose gates now fail (e.g. an approval was revoked); returns their keys."""
         with self._lock:
-            held = [e for e in self._entries.values() if e.state is ModelState.READY and e.resolved]
+            held = [(e, e.resolved) for e in self._entries.values() if e.state is ModelState.READY and e.resolved]
         dropped = []
-        for entry in held:
+        for entry, resolved in held:
             try:
-                self.source.check_gates(entry.resolved)
+                self.source.check_gates(resolved)
             except GatesBlocked as blocked:
                 self.audit.record(
                     "model.gates_revoked",

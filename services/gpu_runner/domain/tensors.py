@@ -87,13 +87,13 @@ class Signature:
         """The outputs to return: the requested ones (all if none), refusing names the model lacks."""
         if not requested:
             return self.outputs
-        specs = tuple(self.output(n) for n in requested)
-        if None in specs:
-            unknown = [n for n, s in zip(requested, specs, strict=True) if s is None]
+        found = [(n, self.output(n)) for n in requested]
+        unknown = [n for n, s in found if s is None]
+        if unknown:
             raise InvalidArgument(
                 f"requested output(s) {', '.join(unknown)} unknown; the model has {[s.name for s in self.outputs]}"
             )
-        return specs
+        return tuple(s for _, s in found if s is not None)
 
 
 def element_count(shape: Sequence[int]) -> int:

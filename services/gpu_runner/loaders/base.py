@@ -44,7 +44,9 @@ class Backend(abc.ABC):
 
 
 class Loader(Protocol):
-    formats: tuple[str, ...]
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The registry format names this loader serves."""
 
     def load(self, path: Path, version: ResolvedVersion, device: Device) -> Backend:
         """A Backend for the verified artifact at `path` (a file, or a directory for TAR)."""

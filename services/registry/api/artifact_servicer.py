@@ -94,8 +94,8 @@ def _with_details(context: grpc.ServicerContext) -> Iterator[None]:
         context.abort_with_status(rich_status(grpc.StatusCode.INVALID_ARGUMENT, err.message, detail))
     except SizeLimitExceeded as err:
         # QuotaFailure's current_value is the size the upload asked for: the usage it would cause.
-        detail = errors_pb2.QuotaFailure(limit="max_artifact_bytes", limit_value=err.limit, current_value=err.size)
-        context.abort_with_status(rich_status(grpc.StatusCode.RESOURCE_EXHAUSTED, err.message, detail))
+        quota = errors_pb2.QuotaFailure(limit="max_artifact_bytes", limit_value=err.limit, current_value=err.size)
+        context.abort_with_status(rich_status(grpc.StatusCode.RESOURCE_EXHAUSTED, err.message, quota))
 
 
 class ArtifactServicer(artifact_service_pb2_grpc.ArtifactServiceServicer):

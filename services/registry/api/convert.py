@@ -29,11 +29,11 @@ STATE_TO_PROTO = {
 STATE_FROM_PROTO = {v: k for k, v in STATE_TO_PROTO.items()}
 
 
-def fmt_to_proto(name: str) -> int:
-    return model_pb2.ModelFormat.Value(f"MODEL_FORMAT_{name}") if name else 0
+def fmt_to_proto(name: str) -> model_pb2.ModelFormat.ValueType:
+    return model_pb2.ModelFormat.Value(f"MODEL_FORMAT_{name}") if name else model_pb2.MODEL_FORMAT_UNSPECIFIED
 
 
-def fmt_from_proto(value: int) -> str:
+def fmt_from_proto(value: model_pb2.ModelFormat.ValueType) -> str:
     if value == model_pb2.MODEL_FORMAT_UNSPECIFIED:
         return ""
     return model_pb2.ModelFormat.Name(value).removeprefix("MODEL_FORMAT_")
@@ -115,7 +115,7 @@ def model_version(record: ModelVersionRecord, artifact=None, validations=()) -> 
     meta = record.metadata
     message = registry_model_pb2.ModelVersion(
         ref=model_pb2.ModelRef(name=record.name, version=record.version),
-        state=STATE_TO_PROTO.get(record.state, 0),
+        state=STATE_TO_PROTO.get(record.state, registry_model_pb2.MODEL_VERSION_STATE_UNSPECIFIED),
         description=record.description,
         format=fmt_to_proto(record.format),
         training_metrics=meta.get("training_metrics", {}),

@@ -33,7 +33,9 @@ _ENVIRONMENTS = {
 _ENVIRONMENT_NAMES = {v: k for k, v in _ENVIRONMENTS.items()}
 
 
-def environment(value: int, field: str = "environment", *, required: bool = True) -> str:
+def environment(
+    value: environment_pb2.Environment.ValueType, field: str = "environment", *, required: bool = True
+) -> str:
     """ "dev"/"test"/"prod" of an Environment enum value; "" for UNSPECIFIED unless required."""
     if value == environment_pb2.ENVIRONMENT_UNSPECIFIED:
         if required:
@@ -45,7 +47,7 @@ def environment(value: int, field: str = "environment", *, required: bool = True
         raise InvalidArgument(f"{field} {value} is not a known environment") from None
 
 
-def environment_proto(name: str) -> int:
+def environment_proto(name: str) -> environment_pb2.Environment.ValueType:
     return _ENVIRONMENTS.get(name, environment_pb2.ENVIRONMENT_UNSPECIFIED)
 
 
@@ -71,8 +73,10 @@ def approval_state(value: int) -> str:
     return _enum_name(approval_pb2.ApprovalState, value, "APPROVAL_STATE_", "state")
 
 
-def _verdict_proto(name: str) -> int:
-    return validation_pb2.ValidationVerdict.Value(f"VALIDATION_VERDICT_{name}") if name else 0
+def _verdict_proto(name: str) -> validation_pb2.ValidationVerdict.ValueType:
+    if not name:
+        return validation_pb2.VALIDATION_VERDICT_UNSPECIFIED
+    return validation_pb2.ValidationVerdict.Value(f"VALIDATION_VERDICT_{name}")
 
 
 def report_record(r: ValidationReport, *, with_json: bool = False) -> validation_report_pb2.ValidationReportRecord:
@@ -157,7 +161,7 @@ def gate_result(g: GateResult) -> gate_pb2.GateResult:
     )
 
 
-def gate_decision(check: GateCheck) -> int:
+def gate_decision(check: GateCheck) -> gate_pb2.GateDecision.ValueType:
     return gate_pb2.GATE_DECISION_ALLOWED if check.allowed else gate_pb2.GATE_DECISION_BLOCKED
 
 

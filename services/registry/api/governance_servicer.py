@@ -117,6 +117,7 @@ class GovernanceServicer(pb_grpc.GovernanceServiceServicer):
 
     def RevokeApproval(self, request, context):
         approval = self.governance.approvals.revoke(_caller(), request.approval_id, request.reason, request.request_id)
+        assert approval.revocation is not None  # revoke() returns the revoked approval
         return pb.RevokeApprovalResponse(
             revocation=conv.revocation(approval.revocation), approval=conv.approval(approval)
         )

@@ -29,7 +29,7 @@ def _principal():
     return principal
 
 
-def _alias(value: int) -> str:
+def _alias(value: rm.ModelAlias.ValueType) -> str:
     if value not in convert.ALIAS_FROM_PROTO:
         raise InvalidArgument("alias is required (DEV, TEST, PROD or CHAMPION)")
     return convert.ALIAS_FROM_PROTO[value]

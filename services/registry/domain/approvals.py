@@ -15,6 +15,7 @@ signature the registry does not hold without saying so.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import threading
@@ -315,7 +316,7 @@ class Approvals:
         revocation = dataclasses.replace(revocation, record_digest=revocation.computed_digest())
         with self._lock:
             current = self.get(approval_id)
-            if not current.active:
+            if current.revocation is not None:
                 raise FailedPrecondition(
                     f"approval {approval_id} was already revoked by {current.revocation.revoker.subject} "
                     f"(revocation {current.revocation.revocation_id})"
@@ -387,6 +388,6 @@ class Approvals:
         page = found[:size]
         return page, encode_token(query, page[-1].audit_sequence) if len(found) > size else ""
 
-    def active_for(self, name: str, version: int, environment: str) -> list[Approval]:
+    def active_for(self, name: str, version: int, environment: str) -> builtins.list[Approval]:
         """The version's active signatures for `environment`, oldest first."""
         return [a for a in self.store.approvals_of(name, version, environment) if a.active]

@@ -121,6 +121,7 @@ class ChainVerifier:
 
     def _break(self, verdict: Verdict, head: Head) -> ChainBreak:
         """The verifier's verdict plus the two hashes that disagree, looked up best-effort."""
+        assert verdict.problem is not None  # called only for a verdict that is not ok
         event = self.store.get(seq=verdict.seq)
         before = self.store.get(seq=verdict.seq - 1) if verdict.seq > 1 else None
         expected = actual = ""

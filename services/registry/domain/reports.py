@@ -8,6 +8,7 @@ the older report stop counting), a re-run that passes restores it.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import threading
@@ -237,7 +238,7 @@ class ValidationReports:
         latest = self.latest(name, version, environment)
         return latest if latest is not None and latest.verdict == PASSED else None
 
-    def latest_validations(self, name: str, version: int) -> list[ValidationStatus]:
+    def latest_validations(self, name: str, version: int) -> builtins.list[ValidationStatus]:
         """Per configured environment that requires validation: the latest report's verdict."""
         statuses = []
         for policy in self.policies.all():

@@ -17,6 +17,7 @@ from google.rpc import status_pb2
 
 from causeway.common.v1 import digest_pb2
 from causeway.registry.v1 import artifact_pb2, artifact_service_pb2
+from libs.testing.grpc_servers import trailers
 
 MIB = 1024 * 1024
 
@@ -54,7 +55,7 @@ def upload_requests(
     hex_digest: str,
     size: int,
     *,
-    layout: int = artifact_pb2.ARTIFACT_LAYOUT_FILE,
+    layout: artifact_pb2.ArtifactLayout.ValueType = artifact_pb2.ARTIFACT_LAYOUT_FILE,
     filename: str = "model.bin",
 ) -> Iterator[artifact_service_pb2.UploadArtifactRequest]:
     meta = artifact_pb2.UploadArtifactMetadata(
@@ -83,8 +84,8 @@ def download(stub, hex_digest: str, metadata, offset: int = 0) -> tuple[artifact
 
 def status_details(err: grpc.RpcError, message_type):
     """The detail of `message_type` in an error's grpc-status-details-bin trailer, or None."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
+    for key, value in trailers(err).items():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
                 if detail.Is(message_type.DESCRIPTOR):

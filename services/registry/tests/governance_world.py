@@ -14,6 +14,9 @@ import hashlib
 import json
 import uuid
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from libs.audit.audit_log import AuditLog
 from libs.audit.store import SqlAuditStore
@@ -91,7 +94,7 @@ class World:
     audit: AuditLog
     store: SqlGovernanceStore
     artifacts: set[str]
-    engine: object
+    engine: sa.Engine
 
     def person(self, subject: str, *roles: str, age_minutes: float = 1.0, name: str = "") -> Principal:
         issued = self.clock.now - dt.timedelta(minutes=age_minutes)
@@ -121,7 +124,7 @@ class World:
         """A well-formed submission for version `number`; `overrides` replace fields afterwards."""
         run_id = f"run-{uuid.uuid4().hex[:8]}" if run_id is None else run_id
         body = json.dumps({"run_id": run_id, "verdict": verdict, "policy": policy}, sort_keys=True).encode()
-        fields = dict(
+        fields: dict[str, Any] = dict(
             model_name=name,
             version=number,
             artifact_digest=self.catalog.get_version(name, number).artifact_digest,
@@ -155,7 +158,7 @@ class World:
         **overrides,
     ) -> SignRequest:
         current = self.governance.reports.current_passed(name, version, environment)
-        fields = dict(
+        fields: dict[str, Any] = dict(
             model_name=name,
             version=version,
             environment=environment,

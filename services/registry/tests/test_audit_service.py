@@ -3,6 +3,7 @@
 import hashlib
 import json
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -41,7 +42,7 @@ def auditor(reg):
 
 
 def _request(**fields) -> pb.AppendEventRequest:
-    base = {
+    base: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
         "service": "validator",
         "action": "validation.run",
@@ -59,14 +60,15 @@ def _append(stub, reg, **fields) -> ev.AuditEvent:
     return stub.AppendEvent(_request(**fields), metadata=validator(reg)).event
 
 
-def _error(call) -> grpc.RpcError:
+def _error(call) -> grpc.Call:
     with pytest.raises(grpc.RpcError) as err:
         call()
+    assert isinstance(err.value, grpc.Call)
     return err.value
 
 
 def test_a_service_appends_on_behalf_of_a_user(reg, stub):
-    details = {"passed": True, "checks": 12, "metrics": {"auc": 0.91}}
+    details: dict[str, Any] = {"passed": True, "checks": 12, "metrics": {"auc": 0.91}}
     request = _request(request_id="req-1", details=None)
     request.details.update(details)
     request.payload_digest.CopyFrom(digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex="ab" * 32))

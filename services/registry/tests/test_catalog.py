@@ -9,7 +9,6 @@ import uuid
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import status_pb2
 
 from causeway.common.v1 import (
     digest_pb2,
@@ -27,6 +26,7 @@ from causeway.registry.v1 import model_pb2 as rm
 from causeway.registry.v1 import registry_service_pb2 as pb
 from causeway.registry.v1 import registry_service_pb2_grpc as pb_grpc
 from libs.audit.store import EventFilter
+from libs.testing.grpc_servers import rich_status_of
 from libs.testing.postgres import postgres_server
 from services.registry.storage.mlflow_registry import MlflowRegistry
 from services.registry.tests.harness import registry_harness
@@ -88,9 +88,10 @@ def _version_request(reg, name="tox21", data=b"weights", **fields):
     return request
 
 
-def _code(call) -> grpc.StatusCode:
+def _code(call) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as err:
         call()
+    assert isinstance(err.value, grpc.Call)
     return err.value.code(), err.value.details()
 
 
@@ -336,9 +337,8 @@ def _record_passing_report(reg, version: int, environment=environment_pb2.ENVIRO
 
 
 def _gate_failure(err: grpc.RpcError) -> errors_pb2.GateFailure:
-    raw = dict(err.trailing_metadata())["grpc-status-details-bin"]
     detail = errors_pb2.GateFailure()
-    status_pb2.Status.FromString(raw).details[0].Unpack(detail)
+    rich_status_of(err).details[0].Unpack(detail)
     return detail
 
 

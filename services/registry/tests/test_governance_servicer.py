@@ -20,7 +20,7 @@ from causeway.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from libs.audit.events import canonical_json
 from libs.grpc_server.rich_status import rich_status
 from libs.grpc_server.server import ServiceBinding
-from libs.testing.grpc_servers import channel_to, running_server
+from libs.testing.grpc_servers import channel_to, rich_status_of, running_server
 from services.registry.api.governance_convert import gate_failure
 from services.registry.domain.governance_records import GateCheck, GateResult
 from services.registry.domain.policies import PolicyFileError, load_policies
@@ -349,9 +349,10 @@ def test_a_gate_failure_detail_reaches_the_client():
     handler = grpc.method_handlers_generic_handler("t.Gate", {"Do": grpc.unary_unary_rpc_method_handler(refuse)})
     binding = ServiceBinding("t.Gate", lambda server: server.add_generic_rpc_handlers((handler,)))
     with running_server([binding]) as server, channel_to(server) as channel:
-        err = _error(lambda: channel.unary_unary("/t.Gate/Do")(b""))
+        do: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.Gate/Do")
+        err = _error(lambda: do(b""))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and err.details() == "blocked"
-    status = status_pb2.Status.FromString(dict(err.trailing_metadata())["grpc-status-details-bin"])
+    status = rich_status_of(err)
     detail = errors_pb2.GateFailure()
     assert status.details[0].Unpack(detail)
     assert (detail.model.name, detail.model.version, detail.environment) == ("tox", 3, PROD)

@@ -48,11 +48,11 @@ def actor(a: r.Actor) -> identity_pb2.Actor:
     )
 
 
-def run_state(name: str) -> int:
-    return run_pb2.RunState.Value("RUN_STATE_" + name) if name else 0
+def run_state(name: str) -> run_pb2.RunState.ValueType:
+    return run_pb2.RunState.Value("RUN_STATE_" + name) if name else run_pb2.RUN_STATE_UNSPECIFIED
 
 
-def run_state_name(value: int) -> str:
+def run_state_name(value: run_pb2.RunState.ValueType) -> str:
     return run_pb2.RunState.Name(value).removeprefix("RUN_STATE_") if value else ""
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 
 from causeway.common.v1 import environment_pb2
+from causeway.validator.v1 import run_pb2
 from causeway.validator.v1 import validator_service_pb2 as pb
 from causeway.validator.v1 import validator_service_pb2_grpc as pb_grpc
 from libs.auth import principal as principal_ctx
@@ -29,7 +30,7 @@ class ValidatorServicer(pb_grpc.ValidatorServiceServicer):
             raise Unauthenticated("no verified caller")
         return convert.actor_from_principal(principal, self.issuer)
 
-    def _run(self, run: r.Run) -> object:
+    def _run(self, run: r.Run) -> run_pb2.ValidationRun:
         return convert.run(run, self.service.queue_position(run.run_id))
 
     def StartValidation(self, request: pb.StartValidationRequest, context: grpc.ServicerContext):

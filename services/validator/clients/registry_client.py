@@ -217,7 +217,9 @@ class RegistryClient:
             artifact_digest=_digest(artifact_digest),
             policy_name=policy_name,
             policy_digest=_digest(policy_digest),
-            environment=environment_pb2.Environment.Value("ENVIRONMENT_" + environment.upper()) if environment else 0,
+            environment=environment_pb2.Environment.Value("ENVIRONMENT_" + environment.upper())
+            if environment
+            else environment_pb2.ENVIRONMENT_UNSPECIFIED,
             run_id=run_id,
             verdict=validation_pb2.ValidationVerdict.Value("VALIDATION_VERDICT_" + verdict),
             report_json=report_json,

@@ -42,7 +42,7 @@ def _model_step(ctx: RunContext, name: str, what: str) -> StepResult | Outcome:
     return result
 
 
-def _thresholded(spec: pm.CheckSpec, values: dict[str, float], evidence: dict[str, Any], **kwargs) -> Outcome:
+def _thresholded(spec: pm.CheckSpec, values: dict[str, float], evidence: dict[str, Any], **kwargs: Any) -> Outcome:
     outcomes = th.evaluate(spec.thresholds, values, **kwargs)
     names = pm.METRICS_BY_TYPE.get(spec.type, ())
     return Outcome(th.status_of(outcomes), th.describe(outcomes), evidence, _metrics(values, names), tuple(outcomes))
@@ -160,7 +160,7 @@ class MetricGate:
         v = ctx.version
         if v.task not in metric_rules.TASKS:
             return Outcome(FAILED, f"the version's tag task must be one of {', '.join(metric_rules.TASKS)}", {})
-        applicable = metric_rules.REGRESSION_METRICS if v.task == metric_rules.REGRESSION else pm.CLASSIFICATION_METRICS
+        applicable = pm.REGRESSION_METRICS if v.task == metric_rules.REGRESSION else pm.CLASSIFICATION_METRICS
         if not any(t.metric in applicable for t in spec.thresholds):
             return Outcome(FAILED, f"no threshold of this check applies to a {v.task} model", {})
         if ctx.golden() is None:
@@ -169,6 +169,7 @@ class MetricGate:
         if isinstance(step, Outcome):
             return step
         golden = v.golden
+        assert golden is not None  # ctx.golden() found it
         evidence: dict[str, Any] = {
             "task": v.task,
             "golden_dataset": {
@@ -204,7 +205,9 @@ class LatencyBudget:
         step = _model_step(ctx, "latency", "timing inference failed")
         if isinstance(step, Outcome):
             return step
-        values = {k: float(step.result[k]) for k in ("latency_p50_ms", "latency_p95_ms") if k in step.result}
+        values: dict[str, float] = {
+            k: float(step.result[k]) for k in ("latency_p50_ms", "latency_p95_ms") if k in step.result
+        }
         return _thresholded(spec, values, dict(step.result))
 
 

@@ -223,6 +223,7 @@ class RunContext:
         if golden is not None:
             path, fmt = golden
             g = self.version.golden
+            assert g is not None  # golden() found its dataset
             job["golden"] = {
                 "path": "/input/" + path.name,
                 "format": fmt,
@@ -276,7 +277,7 @@ class RunContext:
         dest = "/input/" + download.path.name
         job, files = self._model_job(champion, dest, {"predict": {"batch_size": batch_size}})
         if pm.ARTIFACT_SCAN in self.policy.check_types():
-            self._scan_champion(download)
+            self._scan_champion(champion, download)
         session = self.start_worker(job, [(download.path, dest), *files])
         try:
             self._champion_result = self.step(session, "predict")
@@ -284,9 +285,9 @@ class RunContext:
             session.close()
         return self._champion_result
 
-    def _scan_champion(self, download: Download) -> None:
+    def _scan_champion(self, champion: VersionInfo, download: Download) -> None:
         dest = "/input/" + download.path.name
-        job = {"kind": "scan", "artifact": {"path": dest, "format": self.champion.format}}
+        job = {"kind": "scan", "artifact": {"path": dest, "format": champion.format}}
         session = self.start_worker(job, [(download.path, dest)])
         try:
             result = self.step(session, "scan")
@@ -294,7 +295,7 @@ class RunContext:
             session.close()
         results = result.result.get("results", []) if result.ok else []
         if not result.ok or any(r.get("issues") or r.get("error") for r in results):
-            raise CheckRefused(ERROR, f"the champion {self.champion.ref} did not pass the artifact scan")
+            raise CheckRefused(ERROR, f"the champion {champion.ref} did not pass the artifact scan")
 
     def close(self) -> None:
         """Kill every worker still running and delete the run's files."""

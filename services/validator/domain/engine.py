@@ -10,6 +10,7 @@ A run ends in exactly one of three ways:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -98,7 +99,7 @@ class Engine:
         checks: Mapping[str, Check],
         notifier: Notifier,
         runtime_info: Mapping[str, str],
-        clock: Callable[[], object] = r.utcnow,
+        clock: Callable[[], dt.datetime] = r.utcnow,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -226,6 +227,7 @@ class Engine:
         self, run: r.Run, policy: pm.Policy, ctx: RunContext, results: list[CheckResult], control: RunControl
     ) -> None:
         run.verdict = verdict(results)
+        assert run.start_time is not None  # execute() set it
         sealed = reports.build(
             reports.ReportInput(
                 run_id=run.run_id,

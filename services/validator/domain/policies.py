@@ -301,7 +301,7 @@ def parse_policy(data: bytes, source: str) -> tuple[pm.Policy | None, list[str]]
             cpu = r.duration(s["cpu_time_limit"][1], "sandbox.cpu_time_limit", 24 * 3600)
             fsize = r.size(s["max_file_bytes"][1], "sandbox.max_file_bytes", 1024**2)
             wall = r.duration(s["wall_time_limit"][1], "sandbox.wall_time_limit", 24 * 3600)
-            if None not in (memory, cpu, fsize, wall):
+            if memory is not None and cpu is not None and fsize is not None and wall is not None:
                 sandbox = pm.SandboxLimits(memory, max(1, int(cpu)), fsize, wall)
     checks: list[pm.CheckSpec] = []
     check_nodes = r.sequence(fields["checks"][1], "checks") if "checks" in fields else []
@@ -311,7 +311,7 @@ def parse_policy(data: bytes, source: str) -> tuple[pm.Policy | None, list[str]]
         spec = _check(r, node, i)
         if spec is not None:
             checks.append(spec)
-    if r.problems or None in (name, env, timeout, sandbox):
+    if r.problems or name is None or env is None or timeout is None or sandbox is None:
         return None, r.problems or [f"{source}: invalid policy"]
     policy = pm.Policy(
         name=name,

@@ -26,36 +26,42 @@ def digest(hex_value: str) -> digest_pb2.Digest:
     return digest_pb2.Digest(algorithm=digest_pb2.DIGEST_ALGORITHM_SHA256, hex=hex_value)
 
 
-def check_type_enum(name: str) -> int:
+def check_type_enum(name: str) -> policy_pb2.CheckType.ValueType:
     return policy_pb2.CheckType.Value("CHECK_TYPE_" + name)
 
 
-def status_enum(name: str) -> int:
-    return report_pb2.CheckStatus.Value("CHECK_STATUS_" + name) if name else 0
+def status_enum(name: str) -> report_pb2.CheckStatus.ValueType:
+    return report_pb2.CheckStatus.Value("CHECK_STATUS_" + name) if name else report_pb2.CHECK_STATUS_UNSPECIFIED
 
 
-def severity_enum(name: str) -> int:
+def severity_enum(name: str) -> policy_pb2.CheckSeverity.ValueType:
     return policy_pb2.CheckSeverity.Value("CHECK_SEVERITY_" + name)
 
 
-def format_enum(name: str) -> int:
-    return model_pb2.ModelFormat.Value("MODEL_FORMAT_" + name.upper()) if name else 0
+def format_enum(name: str) -> model_pb2.ModelFormat.ValueType:
+    return model_pb2.ModelFormat.Value("MODEL_FORMAT_" + name.upper()) if name else model_pb2.MODEL_FORMAT_UNSPECIFIED
 
 
-def environment_enum(name: str) -> int:
-    return environment_pb2.Environment.Value("ENVIRONMENT_" + name.upper()) if name else 0
+def environment_enum(name: str) -> environment_pb2.Environment.ValueType:
+    return (
+        environment_pb2.Environment.Value("ENVIRONMENT_" + name.upper())
+        if name
+        else environment_pb2.ENVIRONMENT_UNSPECIFIED
+    )
 
 
-def verdict_enum(name: str) -> int:
-    return validation_pb2.ValidationVerdict.Value("VALIDATION_VERDICT_" + name) if name else 0
+def verdict_enum(name: str) -> validation_pb2.ValidationVerdict.ValueType:
+    if not name:
+        return validation_pb2.VALIDATION_VERDICT_UNSPECIFIED
+    return validation_pb2.ValidationVerdict.Value("VALIDATION_VERDICT_" + name)
 
 
 def threshold_proto(t: Threshold) -> policy_pb2.MetricThreshold:
     comparator = policy_pb2.COMPARATOR_GREATER_OR_EQUAL if t.comparator == GE else policy_pb2.COMPARATOR_LESS_OR_EQUAL
     msg = policy_pb2.MetricThreshold(metric=t.metric, comparator=comparator)
-    if t.relative:
+    if t.max_relative_degradation is not None:
         msg.max_relative_degradation = float(t.max_relative_degradation)
-    else:
+    elif t.absolute is not None:
         msg.absolute = float(t.absolute)
     return msg
 

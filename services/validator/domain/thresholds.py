@@ -44,7 +44,8 @@ def evaluate(
         if value is None:
             out.append(ThresholdOutcome(t, math.nan, math.nan, ERROR, note=f"{t.metric} was not measured"))
             continue
-        if not t.relative:
+        if t.max_relative_degradation is None:
+            assert t.absolute is not None, "a threshold is absolute or relative (policies.py checks)"
             bound = float(t.absolute)
             status = PASSED if _holds(value, t.comparator, bound) else FAILED
             out.append(ThresholdOutcome(t, value, bound, status))
@@ -59,7 +60,7 @@ def evaluate(
         if reference is None:
             out.append(ThresholdOutcome(t, value, math.nan, ERROR, note=f"champion {t.metric} was not measured"))
             continue
-        bound = relative_bound(reference, t.comparator, float(t.max_relative_degradation))
+        bound = relative_bound(reference, t.comparator, t.max_relative_degradation)
         status = PASSED if _holds(value, t.comparator, bound) else FAILED
         out.append(ThresholdOutcome(t, value, bound, status, champion_value=reference))
     return out

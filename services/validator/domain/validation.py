@@ -23,6 +23,7 @@ from services.validator.domain import runs as r
 from services.validator.domain.engine import Engine, Notifier, RunControl
 from services.validator.domain.policies import PolicySet
 from services.validator.domain.ports import RegistryPort
+from services.validator.domain.versions import VersionInfo
 
 log = logging.getLogger("causeway.validator")
 MODEL_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -60,7 +61,7 @@ class ValidationService:
         notifier: Notifier,
         max_queued: int,
         max_concurrent: int,
-        clock: Callable[[], object] = r.utcnow,
+        clock: Callable[[], dt.datetime] = r.utcnow,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -150,6 +151,7 @@ class ValidationService:
             raise FailedPrecondition(f"{version.ref} is archived and can no longer be validated")
         policy_name = req.policy_name or self.registry.environment_policy(req.environment)
         policy = self.policies.get(policy_name)
+        champion: VersionInfo | None
         if req.champion is not None:
             champion = self.registry.get_version(*req.champion)
         else:

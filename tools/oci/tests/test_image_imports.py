@@ -68,5 +68,6 @@ def test_shared_libraries_resolve_from_the_loaders_default_directories():
     # As in an image: ctypes' own lookup (ldconfig) finds nothing; the fallback finds libc where
     # the loader would, and nothing for a library that is not there.
     nothing = lambda name: None  # noqa: E731
-    assert image_imports._find_library("c", original=nothing).startswith("libc.so")
+    found = image_imports._find_library("c", original=nothing)
+    assert found is not None and found.startswith("libc.so")
     assert image_imports._find_library("no_such_library_anywhere", original=nothing) is None

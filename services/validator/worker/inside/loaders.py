@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,7 +81,10 @@ def _load_torchscript(path: str, job: dict[str, Any]) -> LoadedModel:
 def _load_weights(path: str, job: dict[str, Any], fmt: str) -> LoadedModel:
     import torch
 
-    from . import architectures  # libs/architectures/registry.py, staged here: the runner's code too
+    if TYPE_CHECKING:
+        from libs.architectures import registry as architectures
+    else:
+        from . import architectures  # libs/architectures/registry.py, staged here: the runner's code too
 
     metadata: dict[str, str] = {}
     if fmt == "safetensors":

@@ -8,6 +8,7 @@ model code never runs while trusted measurements are taken.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -142,13 +143,13 @@ class Runner:
                 continue
             params = steps[name]
             if name == "signature":
-                self.step(name, lambda p=params: probes.signature(model, self.job, p))
+                self.step(name, functools.partial(probes.signature, model, self.job, params))
             elif name == "predict":
-                self.step(name, lambda p=params: self._predict(model, golden, p))
+                self.step(name, functools.partial(self._predict, model, golden, params))
             elif name == "determinism":
-                self.step(name, lambda p=params: self._determinism(model, golden, p))
+                self.step(name, functools.partial(self._determinism, model, golden, params))
             elif name == "latency":
-                self.step(name, lambda p=params: probes.latency(model, self.job, p))
+                self.step(name, functools.partial(probes.latency, model, self.job, params))
             elif name == "memory":
                 self.step(name, probes.memory)
 
