@@ -1,5 +1,6 @@
 """Dynamic batching: merge up to a size or a delay, split back, isolate a failing request."""
 
+import collections
 import threading
 import time
 
@@ -7,26 +8,49 @@ import numpy as np
 import pytest
 
 from libs.errors.domain_errors import InvalidArgument, ResourceExhausted, Unavailable
+from libs.testing.waiting import wait_until
 from services.gpu_runner.domain.batching import Batcher, BatchingConfig
 
 
 class Recorder:
-    """A model: y = 2x, recording the row count of every call; rows with x < 0 make it fail."""
+    """A model: y = 2x, recording the row count of every call; rows with x < 0 make it fail.
 
-    def __init__(self, delay: float = 0.0) -> None:
+    `entered` is set once a call has begun; clear `gate` to hold calls there until it is set again.
+    """
+
+    def __init__(self) -> None:
         self.calls: list[int] = []
-        self.delay = delay
+        self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
 
     def __call__(self, inputs):
-        self.gate.wait(5)
+        self.entered.set()
+        if not self.gate.wait(30):
+            raise TimeoutError("the test never opened the gate")
         x = inputs["x"]
         self.calls.append(x.shape[0])
         if (x < 0).any():
             raise ValueError("negative values are not allowed")
-        time.sleep(self.delay)
         return {"y": x * 2}
+
+
+class FakeClock:
+    """A clock that moves only when the test moves it; counts its reads per thread."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._reads: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._reads[threading.current_thread().name] += 1
+        return self.now
+
+    def reads_on(self, thread: str) -> int:
+        with self._lock:
+            return self._reads[thread]
 
 
 def _x(value: float, rows: int = 1) -> dict:
@@ -40,24 +64,18 @@ def _submit_many(batcher, values, rows=1):
 def test_requests_are_merged_up_to_max_batch_size_and_split_back():
     model = Recorder()
     model.gate.clear()  # hold the first call so the rest queue up
-    batcher = Batcher("m", model, BatchingConfig(max_batch_size=4, max_queue_delay_s=0.5))
+    # The clock stands still, so no request finds the model idle for the delay and runs inline.
+    batcher = Batcher("m", model, BatchingConfig(max_batch_size=4, max_queue_delay_s=0.5), clock=FakeClock())
     first = batcher.submit(_x(0, rows=4), 4)  # a full batch: dispatched at once, held by the gate
-    time.sleep(0.05)
+    assert model.entered.wait(30)
     futures = _submit_many(batcher, range(1, 9))
+    assert batcher.busy == 9
     model.gate.set()
     assert first.result(5)["y"].tolist() == [[0, 0, 0]] * 4
     for value, future in zip(range(1, 9), futures, strict=True):
         assert future.result(5)["y"].tolist() == [[2 * value] * 3]
     assert model.calls[1:] == [4, 4]
     batcher.stop()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ThreadRecorder(Recorder):
@@ -81,8 +99,12 @@ def test_a_request_right_after_a_batch_waits_for_mates_until_the_queue_delay():
     first = batcher.submit(_x(2), 1)
     clock.now += 0.01
     second = batcher.submit(_x(3), 1)
-    time.sleep(0.2)  # real time passes, the clock does not: the batch stays open
-    assert not first.done() and batcher.busy == 2
+    # Real time passes, the clock does not: the worker wakes after each real wait for the rest of
+    # the delay, reads the clock and keeps the batch open. Two reads after both requests queued
+    # mean at least one such wake-up timed out (nothing else notifies it).
+    seen = clock.reads_on("batcher-m")
+    wait_until(lambda: clock.reads_on("batcher-m") >= seen + 2)
+    assert not first.done() and batcher.busy == 2 and model.calls == [1]
     clock.now += 0.05  # the oldest request's delay is over: the two run as one batch
     assert first.result(5)["y"][0, 0] == 4 and second.result(5)["y"][0, 0] == 6
     assert model.calls == [1, 2]
@@ -112,12 +134,13 @@ def test_zero_delay_runs_without_waiting():
 
 
 def test_one_bad_request_never_fails_its_batch_mates():
-    model = Recorder()
+    model, clock = Recorder(), FakeClock()
     model.gate.clear()
-    batcher = Batcher("m", model, BatchingConfig(max_batch_size=8, max_queue_delay_s=0.5))
+    batcher = Batcher("m", model, BatchingConfig(max_batch_size=8, max_queue_delay_s=0.5), clock=clock)
     blocker = batcher.submit(_x(0, rows=8), 8)
-    time.sleep(0.05)
+    assert model.entered.wait(30)
     futures = _submit_many(batcher, [1, 2, -1, 3])
+    clock.now += 0.5  # the four queued ones have waited the delay: they close as one batch
     model.gate.set()
     blocker.result(5)
     assert futures[0].result(5)["y"][0, 0] == 2
@@ -130,14 +153,15 @@ def test_one_bad_request_never_fails_its_batch_mates():
 
 
 def test_only_compatible_requests_are_merged():
-    model = Recorder()
+    model, clock = Recorder(), FakeClock()
     model.gate.clear()
-    batcher = Batcher("m", model, BatchingConfig(max_batch_size=8, max_queue_delay_s=0.2))
+    batcher = Batcher("m", model, BatchingConfig(max_batch_size=8, max_queue_delay_s=0.2), clock=clock)
     blocker = batcher.submit(_x(0, rows=8), 8)
-    time.sleep(0.05)
+    assert model.entered.wait(30)
     a = batcher.submit(_x(1), 1)
     b = batcher.submit({"x": np.ones((1, 5), np.float32)}, 1)  # other trailing shape
     c = batcher.submit(_x(3), 1)
+    clock.now += 0.2
     model.gate.set()
     for f in (blocker, a, b, c):
         f.result(5)
@@ -148,12 +172,12 @@ def test_only_compatible_requests_are_merged():
 
 def test_preferred_batch_size_dispatches_early():
     model = Recorder()
-    batcher = Batcher("m", model, BatchingConfig(max_batch_size=64, max_queue_delay_s=2.0, preferred_batch_sizes=(2,)))
-    start = time.monotonic()
+    config = BatchingConfig(max_batch_size=64, max_queue_delay_s=2.0, preferred_batch_sizes=(2,))
+    batcher = Batcher("m", model, config, clock=FakeClock())
     futures = _submit_many(batcher, [1, 2])
-    for f in futures:
+    for f in futures:  # the clock stands still: only reaching the preferred size can close the batch
         f.result(5)
-    assert time.monotonic() - start < 1.0
+    assert model.calls == [2]
     batcher.stop()
 
 
@@ -164,7 +188,8 @@ def test_oversized_request_runs_alone_and_non_batchable_models_never_merge():
     batcher.stop()
     single = Recorder()
     single.gate.clear()
-    unbatched = Batcher("u", single, BatchingConfig(max_batch_size=8, max_queue_delay_s=0.2), batchable=False)
+    config = BatchingConfig(max_batch_size=8, max_queue_delay_s=0.2)
+    unbatched = Batcher("u", single, config, batchable=False, clock=FakeClock())  # never idle long enough to inline
     futures = _submit_many(unbatched, [1, 2, 3])
     single.gate.set()
     for f in futures:
@@ -180,7 +205,7 @@ def test_full_queue_is_resource_exhausted_and_stopped_batcher_unavailable():
     # The first request finds the model idle and runs inline on its caller's thread (held by the gate).
     first = threading.Thread(target=batcher.infer, args=(_x(1), 1))
     first.start()
-    time.sleep(0.05)
+    assert model.entered.wait(30)
     batcher.submit(_x(1), 1)
     batcher.submit(_x(1), 1)
     with pytest.raises(ResourceExhausted, match="requests are queued"):
@@ -198,7 +223,7 @@ def test_an_idle_model_runs_a_request_inline_and_batches_what_queued_meanwhile()
     batcher = Batcher("m", model, BatchingConfig(max_batch_size=8, max_queue_delay_s=0))
     first = threading.Thread(target=batcher.infer, args=(_x(1), 1))
     first.start()
-    time.sleep(0.05)  # first runs inline (held by the gate); these three queue behind it
+    assert model.entered.wait(30)  # first runs inline (held by the gate); these three queue behind it
     futures = _submit_many(batcher, [2, 3, 4])
     model.gate.set()
     first.join(5)
@@ -214,13 +239,12 @@ def test_outputs_that_do_not_keep_the_batch_dimension_fall_back_to_single_runs()
         calls.append(inputs["x"].shape[0])
         return {"y": inputs["x"].sum(axis=0, keepdims=True)}
 
-    gate = threading.Event()
-    batcher = Batcher(
-        "m", lambda i: (gate.wait(5), summing(i))[1], BatchingConfig(max_batch_size=8, max_queue_delay_s=0.2)
-    )
+    clock = FakeClock()
+    batcher = Batcher("m", summing, BatchingConfig(max_batch_size=8, max_queue_delay_s=0.2), clock=clock)
     futures = _submit_many(batcher, [1, 2, 3])
-    gate.set()
+    clock.now += 0.2  # all three queued; now their batch closes
     assert [f.result(5)["y"][0, 0] for f in futures] == [1, 2, 3]
+    assert calls == [3, 1, 1, 1] and batcher.stats.isolated_reruns == 1  # merged, then each alone
     batcher.stop()
 
 

@@ -1,11 +1,11 @@
 """The batch-job scheduler: quotas, weighted fair share, priorities, positions, cancel, idempotency."""
 
 import threading
-import time
 
 import pytest
 
 from libs.errors.domain_errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.testing.waiting import wait_until
 from services.gpu_runner.domain.jobs import JobScheduler, JobSpec, JobState, Priority, QuotaExceeded, Submitter
 
 ALICE = Submitter("alice")
@@ -32,16 +32,8 @@ class Workload:
         ctx.progress(records_processed=10, records_total=10, batches_completed=1)
 
     def finish(self, job_id: str) -> None:
-        _until(lambda: job_id in self.release)
+        wait_until(lambda: job_id in self.release)
         self.release[job_id].set()
-
-
-def _until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 def spec(team: str, priority: Priority = Priority.NORMAL, request_id: str = "", uri: str = "in") -> JobSpec:
@@ -58,14 +50,14 @@ def test_jobs_run_and_succeed_within_the_slots():
     a = scheduler.submit(spec("onc"), "d", ALICE)
     b = scheduler.submit(spec("onc"), "d", ALICE)
     c = scheduler.submit(spec("onc"), "d", ALICE)
-    _until(lambda: len(work.started) == 2)
+    wait_until(lambda: len(work.started) == 2)
     assert scheduler.get(c.job_id).state is JobState.QUEUED and scheduler.get(c.job_id).queue_position == 1
     assert scheduler.usage() == (2, 1)
     work.finish(a.job_id)
-    _until(lambda: len(work.started) == 3)
+    wait_until(lambda: len(work.started) == 3)
     for job in (b, c):
         work.finish(job.job_id)
-    _until(lambda: all(_state(scheduler, j.job_id) is JobState.SUCCEEDED for j in (a, b, c)))
+    wait_until(lambda: all(_state(scheduler, j.job_id) is JobState.SUCCEEDED for j in (a, b, c)))
     done = scheduler.get(a.job_id)
     assert done.progress.records_processed == 10 and done.start_time and done.finish_time
     assert scheduler.usage() == (0, 0)
@@ -75,15 +67,17 @@ def test_a_team_over_its_quota_queues_and_never_starves_another_team():
     work = Workload()
     scheduler = JobScheduler(3, work, default_slots=2)
     greedy = [scheduler.submit(spec("greedy"), "d", ALICE) for _ in range(6)]
-    _until(lambda: len(work.started) == 2)
-    time.sleep(0.05)
-    assert len(work.started) == 2  # a free slot, but greedy is at its quota of 2
+    wait_until(lambda: len(work.started) == 2)
+    # The scheduler dispatches under its lock within submit(), so once the six submissions returned
+    # what runs is settled: two of greedy's jobs, with the third slot left free (its quota is 2).
+    assert scheduler.count(JobState.RUNNING) == 2 and scheduler.usage() == (2, 4)
+    assert len(work.started) == 2
     assert scheduler.quota("greedy").slots_in_use == 2 and scheduler.quota("greedy").queued_jobs == 4
     late = scheduler.submit(spec("late"), "d", ALICE)
-    _until(lambda: len(work.started) == 3)
+    wait_until(lambda: len(work.started) == 3)
     assert work.started[2] == late.job_id  # the idle slot goes to the other team at once
     work.finish(greedy[0].job_id)
-    _until(lambda: len(work.started) == 4)
+    wait_until(lambda: len(work.started) == 4)
     assert work.started[3] == greedy[2].job_id
 
 
@@ -91,15 +85,15 @@ def test_fair_share_prefers_the_team_using_the_smallest_share_of_its_quota():
     work = Workload()
     scheduler = JobScheduler(2, work, default_slots=2)
     a = [scheduler.submit(spec("a"), "d", ALICE) for _ in range(3)]
-    _until(lambda: len(work.started) == 2)  # a holds both slots (nobody else waited)
+    wait_until(lambda: len(work.started) == 2)  # a holds both slots (nobody else waited)
     b = [scheduler.submit(spec("b"), "d", ALICE) for _ in range(2)]
     assert scheduler.get(b[0].job_id).queue_position == 1  # b holds 0 of 2, a holds 2 of 2
     assert scheduler.get(a[2].job_id).queue_position == 3
     work.finish(a[0].job_id)
-    _until(lambda: len(work.started) == 3)
+    wait_until(lambda: len(work.started) == 3)
     assert work.started[2] == b[0].job_id
     work.finish(a[1].job_id)
-    _until(lambda: len(work.started) == 4)
+    wait_until(lambda: len(work.started) == 4)
     assert work.started[3] == a[2].job_id  # now a holds 0 of 2 and b 1 of 2: a's turn
     for job in a + b:
         work.finish(job.job_id)
@@ -115,7 +109,7 @@ def test_priority_orders_a_teams_own_queue():
     assert [scheduler.get(j.job_id).queue_position for j in (high, normal, low)] == [1, 2, 3]
     for job in (first, high, normal, low):
         work.finish(job.job_id)
-    _until(lambda: len(work.started) == 4)
+    wait_until(lambda: len(work.started) == 4)
     assert work.started == [first.job_id, high.job_id, normal.job_id, low.job_id]
 
 
@@ -130,7 +124,7 @@ def test_queue_limit_is_resource_exhausted_with_the_numbers():
     assert (err.value.limit, err.value.limit_value, err.value.current_value) == ("max_queued_jobs", 2, 2)
     assert work.started == []
     scheduler.set_quota("t", 1, 2, ADMIN, "unfreeze")
-    _until(lambda: len(work.started) == 1)
+    wait_until(lambda: len(work.started) == 1)
 
 
 def test_cancel_queued_and_running_jobs():
@@ -138,13 +132,13 @@ def test_cancel_queued_and_running_jobs():
     scheduler = JobScheduler(1, work)
     running = scheduler.submit(spec("t"), "d", ALICE)
     queued = scheduler.submit(spec("t"), "d", ALICE)
-    _until(lambda: len(work.started) == 1)
+    wait_until(lambda: len(work.started) == 1)
     with pytest.raises(InvalidArgument, match="reason"):
         scheduler.cancel(queued.job_id, " ")
     assert scheduler.cancel(queued.job_id, "not needed").state is JobState.CANCELLED
     cancelled = scheduler.cancel(running.job_id, "wrong input")
     assert cancelled.state is JobState.CANCELLED and cancelled.message == "cancelled: wrong input"
-    _until(lambda: scheduler.usage() == (0, 0))  # the worker noticed and gave its slot back
+    wait_until(lambda: scheduler.usage() == (0, 0))  # the worker noticed and gave its slot back
     with pytest.raises(FailedPrecondition, match="already CANCELLED"):
         scheduler.cancel(running.job_id, "again")
     with pytest.raises(NotFound):
@@ -156,7 +150,7 @@ def test_failures_are_recorded_and_the_slot_is_freed():
     scheduler = JobScheduler(1, work)
     bad = scheduler.submit(spec("t", uri="fail"), "d", ALICE)
     work.finish(bad.job_id)
-    _until(lambda: _state(scheduler, bad.job_id) is JobState.FAILED)
+    wait_until(lambda: _state(scheduler, bad.job_id) is JobState.FAILED)
     assert scheduler.get(bad.job_id).message == "the input is broken"
     assert scheduler.usage() == (0, 0)
 

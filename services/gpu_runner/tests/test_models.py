@@ -5,7 +5,6 @@ import io
 import os
 import pickle
 import threading
-import time
 import zipfile
 
 import numpy as np
@@ -266,30 +265,54 @@ def test_eviction_can_be_turned_off(source, tmp_path):
         models.load("m2", 1)
 
 
+class _Awaited(threading.Event):
+    """An Event that tells when somebody starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def test_readiness_follows_loading_and_concurrent_loads_share_one(source, tmp_path):
     source.add("tox", 1, fx.torchscript_bytes(fx.mlp()), "TORCHSCRIPT", signature=fx.MLP_SIGNATURE)
-    release = threading.Event()
+    checking, release = threading.Event(), threading.Event()
     original = source.check_gates
 
     def slow_gates(version):
-        release.wait(5)
+        checking.set()
+        if not release.wait(60):
+            raise TimeoutError("the test never let the gate check finish")
         original(version)
 
     source.check_gates = slow_gates
     models = manager(source, tmp_path)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(models.load("tox", 1))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.1)
+
+    def load():
+        results.append(models.load("tox", 1))
+
+    first = threading.Thread(target=load)
+    first.start()
+    assert checking.wait(60)  # the first load owns the entry and is held in its gate check
+    # A second load of the same version waits on the entry's `done` for the first one's outcome.
+    shared = models._entries["tox:1"].done = _Awaited()
+    second = threading.Thread(target=load)
+    second.start()
+    assert shared.waiting.wait(60)
     assert models.list()[0].state is ModelState.LOADING
     assert not models.is_ready("tox", "1")
     with pytest.raises(Unavailable, match="LOADING"):
         models.infer("tox", "1", {}, {})
     release.set()
-    for thread in threads:
-        thread.join(10)
+    for thread in (first, second):
+        thread.join(60)
+        assert not thread.is_alive()
     assert len(results) == 2 and source.downloads == 1
+    assert all(view.state is ModelState.READY for view in results)
     assert models.is_ready("tox", "1")
 
 

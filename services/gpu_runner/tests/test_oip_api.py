@@ -4,7 +4,6 @@ Every datatype a torch model takes, raw and typed; every kind of bad input gets 
 and a clear message while the server keeps serving; batch-mates of a failing request succeed.
 """
 
-import threading
 from concurrent import futures
 
 import grpc
@@ -13,6 +12,7 @@ import pytest
 
 from inference import grpc_service_pb2 as pb
 from inference import grpc_service_pb2_grpc as pb_grpc
+from libs.testing.waiting import wait_until
 from services.gpu_runner.api.oip_codec import TYPED_FIELD
 from services.gpu_runner.domain import tensors
 from services.gpu_runner.tests import fixtures as fx
@@ -32,11 +32,7 @@ def run(tmp_path_factory):
     with runner_harness(
         tmp, source, MAX_QUEUE_DELAY_MS="20", PRELOAD="echo:1,typed_echo:1,half:1,lookup:1,tox:1,tox:2"
     ) as harness:
-        deadline = threading.Event()
-        for _ in range(600):
-            if harness.app.readiness.ready:
-                break
-            deadline.wait(0.05)
+        wait_until(lambda: harness.app.readiness.ready, timeout=120, message=lambda: str(harness.app.readiness.pending))
         yield harness
 
 

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from libs.testing.waiting import wait_until
 from services.gpu_runner.tests import fixtures as fx
 from services.gpu_runner.tests.harness import runner_harness
 
@@ -26,9 +26,7 @@ def run(tmp_path_factory):
     source.add("echo", 1, fx.echo_torchscript(), "TORCHSCRIPT", signature=fx.ECHO_SIGNATURE)
     source.add("lookup", 1, fx.embedding_torchscript(), "TORCHSCRIPT", signature=fx.EMBEDDING_SIGNATURE)
     with runner_harness(tmp_path_factory.mktemp("clients"), source, PRELOAD="tox:1,echo:1,lookup:1") as harness:
-        wait = threading.Event()
-        while not harness.app.readiness.ready:
-            wait.wait(0.05)
+        wait_until(lambda: harness.app.readiness.ready, timeout=120, message=lambda: str(harness.app.readiness.pending))
         yield harness
 
 
