@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 
 import grpc
 
@@ -10,6 +10,8 @@ from libs.errors.domain_errors import NotFound
 from libs.grpc_server.server import ServiceBinding
 
 SERVICE = "test.v1.Echo"
+
+log = logging.getLogger(__name__)
 
 
 def _identity(b: bytes) -> bytes:
@@ -23,8 +25,6 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
         raise RuntimeError("connection to postgres://admin:hunter2@db failed")
     if request == b"abort":
         context.abort(grpc.StatusCode.PERMISSION_DENIED, "role reviewer cannot deploy")
-    if request.startswith(b"slow:"):
-        time.sleep(float(request[5:]))
     return request
 
 
@@ -36,7 +36,13 @@ def _count(request: bytes, context: grpc.ServicerContext):
 
 
 def _total(request_iterator, context: grpc.ServicerContext) -> bytes:
-    return str(sum(len(chunk) for chunk in request_iterator)).encode()
+    total = 0
+    for number, chunk in enumerate(request_iterator):
+        if number == 0:
+            # A test that needs an RPC in flight waits for this line, then holds its stream open.
+            log.info("first chunk received")
+        total += len(chunk)
+    return str(total).encode()
 
 
 def binding() -> ServiceBinding:

@@ -2,15 +2,16 @@
 
 import os
 import signal
+import socket
 import sys
 import threading
-import time
 
 import grpc
 import pytest
 
 from libs.grpc_server.tests import echo
 from libs.testing.processes import ServerProcess
+from libs.testing.waiting import wait_until
 
 
 def _server(**env) -> ServerProcess:
@@ -18,31 +19,66 @@ def _server(**env) -> ServerProcess:
     return ServerProcess([sys.executable, "-m", "libs.grpc_server.tests.echo_server"], env=child_env)
 
 
-def test_sigterm_drains_in_flight_rpcs_then_exits_zero():
-    with _server(ECHO_GRACE_SECONDS="10") as proc:
-        chan = grpc.insecure_channel(proc.address)
-        unary, _, _ = echo.stubs(chan)
-        result = {}
+def _new_rpc(address: str) -> grpc.StatusCode:
+    """The status of one new unary RPC from a new client (a new connection, not a shared one)."""
+    # Channels to one address share their connections by default, and a stream started on the
+    # draining connection of the in-flight RPC races the server's GOAWAY (CANCELLED, not refused).
+    with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as late:
+        late_unary, _, _ = echo.stubs(late)
+        try:
+            late_unary(b"late", timeout=10)
+        except grpc.RpcError as err:
+            return err.code()
+        return grpc.StatusCode.OK
 
-        def slow_call():
+
+def _listening(address: str) -> bool:
+    """Whether the server still takes TCP connections (a reset while its listener closes is a yes).
+
+    Probing with connections rather than RPCs: an RPC that races the stop may be CANCELLED or left
+    hanging by gRPC, which says nothing about how the server treats RPCs once it is draining.
+    """
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=10):
+            return True
+    except ConnectionResetError:
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
+def test_sigterm_drains_in_flight_rpcs_then_exits_zero():
+    with _server(ECHO_GRACE_SECONDS="60") as proc:
+        chan = grpc.insecure_channel(proc.address)
+        _, _, total = echo.stubs(chan)
+        result = {}
+        release = threading.Event()
+
+        def chunks():
+            yield b"abc"
+            release.wait(120)  # the stream stays open, so the RPC stays in flight, until the test is done
+            yield b"de"
+
+        def streaming_call():
             try:
-                result["value"] = unary(b"slow:1.5", timeout=20)
+                result["value"] = total(chunks(), timeout=120)
             except grpc.RpcError as err:
                 result["error"] = err
 
-        caller = threading.Thread(target=slow_call)
+        caller = threading.Thread(target=streaming_call)
         caller.start()
-        time.sleep(0.5)  # the slow RPC is now in flight
-        proc.signal(signal.SIGTERM)
-        time.sleep(0.2)
-        with grpc.insecure_channel(proc.address) as late:
-            late_unary, _, _ = echo.stubs(late)
-            with pytest.raises(grpc.RpcError) as err:
-                late_unary(b"late", timeout=3)
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        caller.join(timeout=20)
-        assert result == {"value": b"slow:1.5"}
-        assert proc.wait(timeout=15) == 0
+        try:
+            wait_until(lambda: proc.log_entries("first chunk received"), message=proc.output)
+            proc.signal(signal.SIGTERM)
+            wait_until(lambda: not _listening(proc.address), message=proc.output)
+            assert _new_rpc(proc.address) is grpc.StatusCode.UNAVAILABLE
+            assert caller.is_alive() and result == {}  # still in flight while new RPCs are refused
+        finally:
+            release.set()
+        caller.join(timeout=60)
+        assert result == {"value": b"5"}  # the in-flight RPC got its second chunk after SIGTERM
+        assert proc.wait(timeout=60) == 0
         assert [x["signal"] for x in proc.log_entries("shutdown requested")] == ["SIGTERM"]
         assert proc.log_entries("stopped")
 
