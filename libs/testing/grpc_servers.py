@@ -49,7 +49,7 @@ def channel_to(server: GrpcServer, max_message_bytes: int | None = None) -> Iter
         yield chan
 
 
-def trailers(err: grpc.RpcError) -> dict[str, str | bytes]:
+def trailers(err: grpc.RpcError | grpc.Call) -> dict[str, str | bytes]:
     """The trailing metadata of a failed call, by key.
 
     A sync call's error is also its grpc.Call, whose trailers are (key, value) pairs; types-grpcio
@@ -60,7 +60,7 @@ def trailers(err: grpc.RpcError) -> dict[str, str | bytes]:
     return dict(call.trailing_metadata())
 
 
-def rich_status_of(err: grpc.RpcError) -> status_pb2.Status:
+def rich_status_of(err: grpc.RpcError | grpc.Call) -> status_pb2.Status:
     """The google.rpc.Status a failed call carries in its `grpc-status-details-bin` trailer."""
     raw = trailers(err)["grpc-status-details-bin"]
     assert isinstance(raw, bytes)

@@ -213,7 +213,6 @@ def load_once(sandboxed: bool, sandbox: Sandbox, code: Path, model: Path, width:
         binds = [Bind(str(code), runtime.MOUNT), Bind(str(model), "/input/model.pt")]
         start = time.perf_counter()
         proc = sandbox.start(binds, [sandbox.settings.python, "-I", "-B", "-c", script], limits, b"")
-        assert proc.stdout is not None
         out = proc.stdout.read()
         ended = proc.wait(600)
         if ended.returncode != 0:

@@ -65,7 +65,13 @@ class Registry:
     def md(self, subject: str, *roles: str):
         return bearer(self.idp.issue(subject, roles, teams=["oncology"], name=subject.title()))
 
-    def register(self, name: str, payload: bytes | None = None, submitter: str = "sam", model_format: int = 0) -> int:
+    def register(
+        self,
+        name: str,
+        payload: bytes | None = None,
+        submitter: str = "sam",
+        model_format: model_pb2.ModelFormat.ValueType = model_pb2.MODEL_FORMAT_UNSPECIFIED,
+    ) -> int:
         """Upload bytes as an artifact and create the next version of `name`; returns the version."""
         md = self.md(submitter, "researcher")
         stub = reg_grpc.RegistryServiceStub(self.channel)
@@ -151,7 +157,14 @@ class Registry:
             .approval
         )
 
-    def release(self, name: str, *, through: str = "prod", payload: bytes | None = None, model_format: int = 0) -> int:
+    def release(
+        self,
+        name: str,
+        *,
+        through: str = "prod",
+        payload: bytes | None = None,
+        model_format: model_pb2.ModelFormat.ValueType = model_pb2.MODEL_FORMAT_UNSPECIFIED,
+    ) -> int:
         """A new version validated everywhere and approved up to `through` (test: 1, prod: 2 QA)."""
         version = self.register(name, payload, model_format=model_format)
         self.validate(name, version)

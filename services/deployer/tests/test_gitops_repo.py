@@ -110,6 +110,7 @@ def test_a_concurrent_change_elsewhere_is_kept_and_the_change_rebuilt(tmp_path) 
 
     def build(snapshot: Snapshot) -> Change:
         calls.append(snapshot.commit)
+        assert snapshot.commit is not None
         if len(calls) == 1:  # someone commits while we build: our CAS publication must fail
             other_commit = other._write_commit(snapshot.commit, Change({"gitops/other": b"x"}, "other\n", "B", "b@x"))
             git(repo.path, "update-ref", "refs/heads/main", other_commit, snapshot.commit)
@@ -128,6 +129,7 @@ def test_a_conflicting_concurrent_change_is_refused_cleanly(tmp_path) -> None:
     def build(snapshot: Snapshot) -> Change:
         if snapshot.read("gitops/models/m/release.env") != b"V=1\n":
             raise Aborted("the model changed concurrently; retry")
+        assert snapshot.commit is not None
         other = GitopsRepo(repo.path)._write_commit(
             snapshot.commit, Change({"gitops/models/m/release.env": b"V=9\n"}, "theirs\n", "B", "b@x")
         )

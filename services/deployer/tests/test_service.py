@@ -6,7 +6,6 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import status_pb2
 
 from causeway.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from causeway.common.v1 import environment_pb2 as envpb
@@ -14,6 +13,7 @@ from causeway.common.v1 import errors_pb2, gate_pb2, model_pb2
 from causeway.deployer.v1 import deployer_service_pb2 as svc
 from causeway.deployer.v1 import deployment_pb2 as pb
 from causeway.registry.v1 import model_pb2 as registry_model_pb2
+from libs.testing.grpc_servers import rich_status_of
 from services.deployer.domain import commit_message
 
 DEV, TEST, PROD = envpb.ENVIRONMENT_DEV, envpb.ENVIRONMENT_TEST, envpb.ENVIRONMENT_PROD
@@ -47,7 +47,7 @@ def test_deploying_needs_the_release_manager_role(deployer, registry) -> None:
     with pytest.raises(grpc.RpcError) as err:
         _deploy(deployer, name, version, md=deployer.md("sam", "researcher"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "deployments.write" in err.value.details()
+    assert "deployments.write" in (err.value.details() or "")
     # Reading is for everyone authenticated.
     deployer.stub.ListDeployments(svc.ListDeploymentsRequest(), metadata=deployer.md("sam", "researcher"))
 
@@ -73,7 +73,7 @@ def test_bad_input_is_invalid_argument(deployer, fields, needle) -> None:
     with pytest.raises(grpc.RpcError) as err:
         deployer.stub.DeployModel(request, metadata=deployer.md())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert needle in err.value.details()
+    assert needle in (err.value.details() or "")
 
 
 def test_canary_steps_must_increase(deployer) -> None:
@@ -92,7 +92,7 @@ def test_unknown_version_is_not_found(deployer, registry) -> None:
 
 
 def _gate_failure(err: grpc.RpcError) -> errors_pb2.GateFailure:
-    status = status_pb2.Status.FromString(dict(err.trailing_metadata())["grpc-status-details-bin"])
+    status = rich_status_of(err)
     detail = errors_pb2.GateFailure()
     assert status.details[0].Unpack(detail)
     return detail
@@ -107,7 +107,7 @@ def test_an_unvalidated_version_is_refused_naming_the_gate(deployer, registry) -
     detail = _gate_failure(err.value)
     assert detail.model.name == name and detail.environment == DEV
     assert [g.gate for g in detail.failed_gates] == [gate_pb2.GATE_VALIDATION]
-    assert "VALIDATION" in err.value.details()
+    assert "VALIDATION" in (err.value.details() or "")
     assert deployer.git("log", "--oneline", "main").count("\n") == 0  # only the initial commit
     refusals = [e for e in deployer.app.store.all_events() if e.action == "deployment.refuse"]
     assert refusals and refusals[-1].outcome == "FAILURE" and refusals[-1].actor.subject == "rm"

@@ -118,8 +118,9 @@ def mlflow_onnx_tar() -> bytes:
 def mlflow_pyfunc_pickle_tar() -> bytes:
     """A custom mlflow.pyfunc model (cloudpickled python_model): the kind the runner refuses."""
     import mlflow.pyfunc
+    from mlflow.pyfunc.model import PythonModel  # where it is defined: mypy reads no base through `mlflow.pyfunc.`
 
-    class Doubler(mlflow.pyfunc.PythonModel):
+    class Doubler(PythonModel):
         def predict(self, context, model_input, params=None):
             return model_input * 2
 

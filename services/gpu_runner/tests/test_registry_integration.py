@@ -13,7 +13,6 @@ import time
 import grpc
 import numpy as np
 import pytest
-from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from causeway.audit.v1 import audit_event_pb2, audit_service_pb2, audit_service_pb2_grpc
@@ -25,6 +24,7 @@ from inference import grpc_service_pb2 as pb
 from inference import grpc_service_pb2_grpc as pb_grpc
 from libs.auth.dev_idp import DevIdentityProvider
 from libs.auth.interceptor import bearer
+from libs.testing.grpc_servers import rich_status_of
 from libs.testing.processes import ServerProcess
 from libs.testing.registry_process import registry_process
 from services.gpu_runner.tests import fixtures as fx
@@ -64,15 +64,15 @@ def _load(runner, run, ref):
     return runner.LoadModel(rpb.LoadModelRequest(model=ref), metadata=_deployer(run), timeout=120).model
 
 
-def _error(call) -> grpc.RpcError:
+def _error(call) -> grpc.Call:
     with pytest.raises(grpc.RpcError) as err:
         call()
+    assert isinstance(err.value, grpc.Call)
     return err.value
 
 
-def _gate_failure(err: grpc.RpcError) -> errors_pb2.GateFailure:
-    raw = dict(err.trailing_metadata())["grpc-status-details-bin"]
-    status = status_pb2.Status.FromString(raw)
+def _gate_failure(err: grpc.Call) -> errors_pb2.GateFailure:
+    status = rich_status_of(err)
     detail = errors_pb2.GateFailure()
     assert status.details[0].Unpack(detail)
     return detail
@@ -229,7 +229,10 @@ def test_the_runner_binary_preloads_flips_health_logs_json_and_stops_on_sigterm(
         while not oip.ServerReady(pb.ServerReadyRequest()).ready:
             assert time.monotonic() < deadline, proc.output()
             time.sleep(0.1)
-        serving = health.Check(health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"))
+        # types-grpcio-health-checking declares HealthStub without its RPC attributes.
+        serving = health.Check(  # type: ignore[attr-defined]
+            health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService")
+        )
         assert serving.status == health_pb2.HealthCheckResponse.SERVING
         assert oip.ModelReady(pb.ModelReadyRequest(name="preloaded"), metadata=run.md("a", ["researcher"])).ready
         channel.close()

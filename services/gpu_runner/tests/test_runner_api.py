@@ -6,13 +6,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from google.protobuf import duration_pb2
-from google.rpc import status_pb2
 
 from causeway.common.v1 import errors_pb2, model_pb2
 from causeway.runner.v1 import batch_pb2
 from causeway.runner.v1 import model_pb2 as rm
 from causeway.runner.v1 import runner_service_pb2 as pb
 from causeway.runner.v1 import runner_service_pb2_grpc as pb_grpc
+from libs.testing.grpc_servers import rich_status_of
 from services.gpu_runner.tests import fixtures as fx
 from services.gpu_runner.tests.harness import MIB, runner_harness
 
@@ -44,14 +44,15 @@ def _ref(name="tox", version=1):
     return model_pb2.ModelRef(name=name, version=version)
 
 
-def _error(call) -> grpc.RpcError:
+def _error(call) -> grpc.Call:
     with pytest.raises(grpc.RpcError) as err:
         call()
+    assert isinstance(err.value, grpc.Call)
     return err.value
 
 
-def _detail(err: grpc.RpcError, message):
-    status = status_pb2.Status.FromString(dict(err.trailing_metadata())["grpc-status-details-bin"])
+def _detail(err: grpc.Call, message):
+    status = rich_status_of(err)
     detail = message()
     assert status.details[0].Unpack(detail)
     return detail

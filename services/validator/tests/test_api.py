@@ -61,6 +61,7 @@ def call(stack, method: str, request, metadata=()):
 def code_of(fn) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as err:
         fn()
+    assert isinstance(err.value, grpc.Call)
     return err.value.code(), err.value.details()
 
 

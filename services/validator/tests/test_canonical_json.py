@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,7 @@ def _result(status="PASSED", value=0.91):
 
 
 def _input(**overrides):
-    base = dict(
+    base: dict[str, Any] = dict(
         run_id="r-1",
         model=("tox21", 3),
         artifact_digest="a" * 64,

@@ -50,7 +50,7 @@ def test_shipped_policies_load_and_follow_the_environment_rules():
 
 def test_a_good_policy_parses_with_sizes_durations_and_thresholds():
     policy, errs = parse_policy(GOOD.encode(), "p.yaml")
-    assert errs == []
+    assert errs == [] and policy is not None
     assert policy.sandbox == pm.SandboxLimits(2 * 1024**3, 60, 8 * 1024**2, 120.0)
     assert policy.timeout_seconds == 600
     gate = policy.checks[1]

@@ -1,5 +1,6 @@
 """Thresholds against absolute and champion-relative bounds, feature consistency, signatures."""
 
+import datetime as dt
 import math
 
 import pytest
@@ -8,6 +9,8 @@ from services.validator.domain import features, signature, thresholds
 from services.validator.domain.policy_model import Threshold
 from services.validator.domain.results import CheckResult, verdict
 from services.validator.domain.versions import FeatureBaseline, TensorSpec, VersionInfo
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 AUROC_ABS = Threshold("auroc", ">=", absolute=0.8)
 AUROC_REL = Threshold("auroc", ">=", max_relative_degradation=0.01)
@@ -41,7 +44,7 @@ def test_metrics_of_another_task_are_skipped_and_nan_never_passes():
 
 def test_verdict_rule():
     def res(status, severity="REQUIRED"):
-        return CheckResult("c", "DETERMINISM", status, severity, "", {}, (), (), None, 0.0)
+        return CheckResult("c", "DETERMINISM", status, severity, "", {}, (), (), START, 0.0)
 
     assert verdict([res("PASSED"), res("FAILED", "ADVISORY")]) == "PASSED"
     assert verdict([res("ERROR"), res("PASSED")]) == "ERROR"

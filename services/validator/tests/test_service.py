@@ -83,6 +83,7 @@ def test_a_good_model_passes_and_its_report_is_recorded_in_the_registry(stack, m
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     started = [e.check_started.name for e in events if e.WhichOneof("event") == "check_started"]
     finished = [e.check_finished.result for e in events if e.WhichOneof("event") == "check_finished"]
+    assert stack.app is not None
     policy = [c.name for c in stack.app.policies.get("dev").checks]
     assert started == policy and [f.name for f in finished] == policy
 
@@ -146,7 +147,9 @@ def test_a_model_that_regresses_against_the_champion_fails_the_metric_gate(stack
     stack.set_champion("sepsis", champion)
     worse = models.train_mlp(seed=3)
     with torch.no_grad():  # blind it to the four most informative features
-        worse.layers[0].weight[:, [0, 1, 10, 11]] = 0.0
+        first = worse.layers[0]
+        assert isinstance(first, torch.nn.Linear)
+        first.weight[:, [0, 1, 10, 11]] = 0.0
     candidate = stack.register(
         "sepsis", models.torchscript(models.Probabilities(worse)), "torchscript", golden=golden, tags=TAGS
     )
@@ -298,7 +301,12 @@ def test_without_a_sandbox_runs_error_and_nothing_is_loaded_in_process(stack, tm
         (onnxruntime, "InferenceSession"),
     ):
         original = getattr(owner, name)
-        monkeypatch.setattr(owner, name, lambda *a, _n=name, _o=original, **k: loaded.append(_n) or _o(*a, **k))
+
+        def spy(*a, _n=name, _o=original, **k):
+            loaded.append(_n)
+            return _o(*a, **k)
+
+        monkeypatch.setattr(owner, name, spy)
     version = stack.register(
         "nobox", models.torchscript(models.Probabilities(mlp)), "torchscript", golden=golden, tags=TAGS
     )

@@ -33,7 +33,8 @@ def test_runs_events_reports_and_paging(tmp_path):
     assert store.get("r1") == first
     first.state, first.checks[0].phase = r.RUNNING, r.DONE
     store.save(first)
-    assert store.get("r1").checks[0].phase == r.DONE
+    saved = store.get("r1")
+    assert saved is not None and saved.checks[0].phase == r.DONE
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     store.append_event("r1", t, r.EVENT_STATE, {"state": "QUEUED"})
     store.append_event("r1", t, r.EVENT_STATE, {"state": "RUNNING"})
@@ -51,4 +52,5 @@ def test_runs_events_reports_and_paging(tmp_path):
     assert [x.run_id for x in store.unfinished()] == ["r1"]
     # A new store on the same file (a restart) sees everything.
     again = SqlRunStore(create_engine(f"sqlite:///{tmp_path / 'v.db'}"))
-    assert again.get("r1").requested_by.teams == ("onc",)
+    restarted = again.get("r1")
+    assert restarted is not None and restarted.requested_by.teams == ("onc",)

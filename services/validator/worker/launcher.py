@@ -230,6 +230,7 @@ class SandboxProcess:
     """A running sandboxed process with a wall-clock watchdog and a bounded stderr tail."""
 
     def __init__(self, popen: subprocess.Popen, stdin: bytes, wall_seconds: float) -> None:
+        assert popen.stdout is not None and popen.stderr is not None  # started with both piped
         self.popen = popen
         self.stdout = popen.stdout
         self.started = time.monotonic()
@@ -251,8 +252,9 @@ class SandboxProcess:
             pass  # the process died before reading its job; its exit says why
 
     def _drain_stderr(self) -> None:
-        assert self.popen.stderr is not None
-        for chunk in iter(lambda: self.popen.stderr.read(8192), b""):
+        stderr = self.popen.stderr
+        assert stderr is not None
+        for chunk in iter(lambda: stderr.read(8192), b""):
             self._stderr += chunk
             if len(self._stderr) > STDERR_TAIL_BYTES:
                 del self._stderr[: len(self._stderr) - STDERR_TAIL_BYTES]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 
-from causeway.common.v1 import digest_pb2, model_pb2, tensor_pb2
+from causeway.common.v1 import digest_pb2, environment_pb2, model_pb2, tensor_pb2
 from causeway.registry.v1 import (
     artifact_pb2,
     artifact_service_pb2,
@@ -119,8 +119,8 @@ class Stack:
     idp: DevIdentityProvider
     registry: RegistryProcess
     registry_channel: grpc.Channel
-    app: ValidatorApp
-    server: GrpcServer
+    app: ValidatorApp | None  # None when the validator runs as its own process (test_startup)
+    server: GrpcServer | None
     channel: grpc.Channel
     env: dict[str, str]
 
@@ -221,7 +221,14 @@ class Stack:
         return stub.GetModelVersion(registry_service_pb2.GetModelVersionRequest(model=ref), metadata=self.md()).version
 
     # ---- validator side ----
-    def start(self, name: str, version: int, policy: str = "", environment: int = 0, **fields) -> run_pb2.ValidationRun:
+    def start(
+        self,
+        name: str,
+        version: int,
+        policy: str = "",
+        environment: environment_pb2.Environment.ValueType = environment_pb2.ENVIRONMENT_UNSPECIFIED,
+        **fields,
+    ) -> run_pb2.ValidationRun:
         request = vpb.StartValidationRequest(model=model_pb2.ModelRef(name=name, version=version), **fields)
         if environment:
             request.environment = environment

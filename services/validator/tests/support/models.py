@@ -82,6 +82,7 @@ def onnx_bytes(model: MLP, input_name: str = "x", output_name: str = "p") -> byt
     current = input_name
     layers = list(model.layers)
     for i, layer in enumerate(layers):
+        assert isinstance(layer, torch.nn.Linear)
         w, b = f"w{i}", f"b{i}"
         inits += [
             numpy_helper.from_array(layer.weight.detach().numpy().astype(np.float32), w),
