@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+# A string: grpc's RpcMethodHandler is generic only in its stubs, not at run time.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 # A behaviour is called as (request or request iterator, context); a wrapper takes one with its
 # call shape (request streaming, response streaming) and full method name and returns another.
 Behavior = Callable[..., Any]
