@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import TypeAlias
 
 import grpc
 
@@ -28,14 +30,14 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
     return request
 
 
-def _count(request: bytes, context: grpc.ServicerContext):
+def _count(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
     for i in range(int(request or b"3")):
         if i == 2 and request == b"5":
             raise NotFound("stream ran out at 2")
         yield str(i).encode()
 
 
-def _total(request_iterator, context: grpc.ServicerContext) -> bytes:
+def _total(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
     total = 0
     for number, chunk in enumerate(request_iterator):
         if number == 0:
@@ -57,7 +59,15 @@ def binding() -> ServiceBinding:
     return ServiceBinding(SERVICE, lambda server: server.add_generic_rpc_handlers((handler,)))
 
 
-def stubs(channel: grpc.Channel):
+# A string: the multi-callables are generic only in grpc's stubs, not at run time.
+Stubs: TypeAlias = """tuple[
+    grpc.UnaryUnaryMultiCallable[bytes, bytes],
+    grpc.UnaryStreamMultiCallable[bytes, bytes],
+    grpc.StreamUnaryMultiCallable[bytes, bytes],
+]"""
+
+
+def stubs(channel: grpc.Channel) -> Stubs:
     return (
         channel.unary_unary(f"/{SERVICE}/Echo", _identity, _identity),
         channel.unary_stream(f"/{SERVICE}/Count", _identity, _identity),

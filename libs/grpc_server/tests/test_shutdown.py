@@ -5,6 +5,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from libs.testing.processes import ServerProcess
 from libs.testing.waiting import wait_until
 
 
-def _server(**env) -> ServerProcess:
+def _server(**env: str) -> ServerProcess:
     child_env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **env)
     return ServerProcess([sys.executable, "-m", "libs.grpc_server.tests.echo_server"], env=child_env)
 
@@ -48,19 +49,19 @@ def _listening(address: str) -> bool:
         return False
 
 
-def test_sigterm_drains_in_flight_rpcs_then_exits_zero():
+def test_sigterm_drains_in_flight_rpcs_then_exits_zero() -> None:
     with _server(ECHO_GRACE_SECONDS="60") as proc:
         chan = grpc.insecure_channel(proc.address)
         _, _, total = echo.stubs(chan)
-        result = {}
+        result: dict[str, object] = {}
         release = threading.Event()
 
-        def chunks():
+        def chunks() -> Iterator[bytes]:
             yield b"abc"
             release.wait(120)  # the stream stays open, so the RPC stays in flight, until the test is done
             yield b"de"
 
-        def streaming_call():
+        def streaming_call() -> None:
             try:
                 result["value"] = total(chunks(), timeout=120)
             except grpc.RpcError as err:
@@ -83,11 +84,11 @@ def test_sigterm_drains_in_flight_rpcs_then_exits_zero():
         assert proc.log_entries("stopped")
 
 
-def test_bad_configuration_fails_fast_with_a_clear_message():
+def test_bad_configuration_fails_fast_with_a_clear_message() -> None:
     proc = _server(ECHO_PORT="not-a-port", ECHO_MAX_MESSAGE_BYTES="12")
     with pytest.raises(RuntimeError) as err:
         proc.start()
     text = str(err.value)
     assert "ECHO_PORT='not-a-port': expected an integer" in text
     assert "ECHO_MAX_MESSAGE_BYTES='12': must be at least 1024" in text
-    assert proc.proc.returncode != 0
+    assert proc.proc is not None and proc.proc.returncode != 0

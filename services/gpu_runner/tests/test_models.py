@@ -63,7 +63,7 @@ def test_safetensors_with_registered_architecture_takes_its_signature_from_the_h
     source.add("sft", 1, fx.safetensors_bytes(module), "SAFETENSORS")  # no signature registered
     models = manager(source, tmp_path)
     view = models.load("sft", 1)
-    assert [s.name for s in view.signature.inputs] == ["input"]
+    assert view.signature is not None and [s.name for s in view.signature.inputs] == ["input"]
     x = np.ones((2, fx.IN), np.float32)
     np.testing.assert_allclose(_infer(models, "sft", x)[1], fx.reference(module, x), rtol=1e-5, atol=1e-6)
 
@@ -78,7 +78,7 @@ def test_safetensors_in_the_validators_mlp_v1_convention_loads(source, tmp_path)
     source.add("v1", 1, save(state), "SAFETENSORS", tags={"architecture": "mlp/v1"})
     models = manager(source, tmp_path)
     view = models.load("v1", 1)
-    assert [tuple(s.shape) for s in view.signature.inputs] == [(-1, fx.IN)]
+    assert view.signature is not None and [tuple(s.shape) for s in view.signature.inputs] == [(-1, fx.IN)]
     x = np.random.default_rng(4).standard_normal((3, fx.IN)).astype(np.float32)
     with torch.no_grad():
         expected = layers[1](torch.relu(layers[0](torch.from_numpy(x)))).numpy()

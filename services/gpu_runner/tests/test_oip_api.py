@@ -116,7 +116,7 @@ def test_fp16_and_bf16_only_travel_raw(stub, md):
     with pytest.raises(grpc.RpcError) as err:
         stub.ModelInfer(request, metadata=md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "FP16 has no typed contents field; send it in raw_input_contents" in err.value.details()
+    assert "FP16 has no typed contents field; send it in raw_input_contents" in (err.value.details() or "")
     typed = pb.ModelInferRequest(model_name="half")
     typed.inputs.add(name="x", datatype="FP32", shape=[1, 3]).contents.fp32_contents.extend([1.0, 2.5, -3.0])
     response = stub.ModelInfer(typed, metadata=md)
@@ -156,7 +156,7 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(stub, md, re
     with pytest.raises(grpc.RpcError) as err:
         stub.ModelInfer(request_factory(), metadata=md)
     assert err.value.code().name == code
-    assert message in err.value.details()
+    assert message in (err.value.details() or "")
     assert stub.ModelInfer(_mlp_request(), metadata=md).outputs[0].shape == [1, fx.IN - 1]
 
 
@@ -174,7 +174,7 @@ def test_shared_memory_mixing_and_unknown_outputs_are_refused(stub, md):
     ):
         with pytest.raises(grpc.RpcError) as err:
             stub.ModelInfer(request, metadata=md)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in (err.value.details() or "")
 
 
 def test_oversize_message_is_resource_exhausted(stub, md):
@@ -249,7 +249,7 @@ def test_inference_needs_a_token_with_runner_infer(run, stub):
     with pytest.raises(grpc.RpcError) as err:
         stub.ModelInfer(_mlp_request(), metadata=run.md("quinn", ["qa-approver"]))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "runner.infer" in err.value.details()
+    assert "runner.infer" in (err.value.details() or "")
     with pytest.raises(grpc.RpcError) as err:
         stub.ModelMetadata(pb.ModelMetadataRequest(name="tox"), metadata=(("authorization", "Bearer nonsense"),))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
