@@ -1,7 +1,7 @@
 """Pod policy: the rules every workload in gitops/ must meet, one function per rule.
 
 Each rule takes a pod template (with where it came from) and returns violations as strings, so a
-test per rule can state it and show every offender at once. The rules are STYLE.md's: non-root,
+test per rule can state it and show every offender at once. The rules are docs/STYLE.md's: non-root,
 read-only root filesystem, all capabilities dropped, no privilege escalation, requests and limits,
 gRPC readiness and liveness probes, a ServiceAccount of its own, images pinned by digest.
 """

@@ -201,7 +201,7 @@ def _message(type_name: str) -> descriptor.Descriptor:
 
 
 def test_times_and_durations_are_well_known_types() -> None:
-    """google.protobuf.Timestamp / Duration, never raw integers (STYLE.md, Protos)."""
+    """google.protobuf.Timestamp / Duration, never raw integers (docs/STYLE.md, Protos)."""
     for msg in _all_messages():
         if msg.full_name.startswith("inference."):
             continue

@@ -3,7 +3,7 @@
 def py_pytest(name, srcs, deps = [], data = [], env = {}, tags = [], size = "small", **kwargs):
     """A py_test that runs pytest over `srcs` (test files named test_*.py).
 
-    Test tiers are tags (see STYLE.md): `size = "small"` for unit tests next to the code,
+    Test tiers are tags (see docs/STYLE.md): `size = "small"` for unit tests next to the code,
     "medium" for tests that start real servers, and tag "slow" for what `--config=quick` skips.
     """
     files = ",".join([native.package_name() + "/" + s for s in srcs if not s.startswith(":")])
