@@ -29,6 +29,20 @@ def test_installed_versions_match_the_lock():
         assert importlib.metadata.version(name) == pins[name], name
 
 
+def test_the_venv_holds_exactly_the_lock():
+    """Nothing more (no resolver added anything) and nothing else (every pin as locked)."""
+    pins = _lock_pins()
+    found = {
+        dist.metadata["Name"].lower().replace("_", "-").replace(".", "-"): dist.version
+        for dist in importlib.metadata.distributions()
+    }
+    normalized = {name.replace(".", "-"): version for name, version in pins.items()}
+    extra = set(found) - set(normalized) - {"pip", "setuptools"}
+    assert not extra, f"installed but not locked: {sorted(extra)}"
+    wrong = {name: (found[name], pin) for name, pin in normalized.items() if found.get(name) != pin}
+    assert not wrong, f"installed != locked (installed, locked): {wrong}"
+
+
 def test_torch_is_the_cpu_build():
     import torch
 
