@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 
 from services.validator.domain.ports import SandboxUnavailable
+from services.validator.tests.support.workers import SANDBOX_UID
 from services.validator.worker import runtime
 from services.validator.worker.inside import hardening
 from services.validator.worker.launcher import Bind, Limits, Sandbox, SandboxSettings
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox tests switch to uid 65534: run as root")
 
 LIMITS = Limits(memory_bytes=2 << 30, cpu_seconds=30, max_file_bytes=1 << 20, wall_seconds=60)
 PYTHON = runtime.default_python()
@@ -34,7 +33,7 @@ PYTHON = runtime.default_python()
 @pytest.fixture(scope="module")
 def work():
     path = Path(tempfile.mkdtemp(prefix="causeway-sbx-test-", dir="/tmp"))
-    runtime.make_private_dir(path, 65534)
+    runtime.make_private_dir(path, SANDBOX_UID)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -46,7 +45,7 @@ def sandbox() -> Sandbox:
 
 @pytest.fixture(scope="module")
 def code_dir(work) -> Path:
-    return runtime.stage_worker_code(work, 65534)
+    return runtime.stage_worker_code(work, SANDBOX_UID)
 
 
 def run(sandbox: Sandbox, code: str, *, limits: Limits = LIMITS, binds=(), seccomp_dir: Path | None = None):
@@ -97,7 +96,7 @@ def test_identity_capabilities_view_and_limits(sandbox):
     )
     assert ended.returncode == 0, ended.stderr_tail
     facts = json.loads(out)
-    assert (facts["uid"], facts["euid"], facts["gid"], facts["groups"]) == (65534, 65534, 65534, [])
+    assert (facts["uid"], facts["euid"], facts["gid"], facts["groups"]) == (SANDBOX_UID, SANDBOX_UID, SANDBOX_UID, [])
     assert int(facts["cap_eff"], 16) == int(facts["cap_prm"], 16) == int(facts["cap_bnd"], 16) == 0
     assert facts["no_new_privs"] == "1"
     assert facts["interfaces"] == ["lo"]
@@ -176,7 +175,7 @@ def test_tmp_is_private_and_inputs_are_read_only(sandbox, work):
     marker = f"/tmp/causeway-escape-{uuid.uuid4().hex}"
     data = work / "input.bin"
     data.write_bytes(b"weights")
-    runtime.seal_file(data, 65534)
+    runtime.seal_file(data, SANDBOX_UID)
     ended, out = run(
         sandbox,
         f"""
@@ -275,16 +274,23 @@ def test_fail_closed_when_the_sandbox_cannot_be_built(work):
         missing.start([], [PYTHON, "-c", "print(1)"], LIMITS, b"")
     unreachable = Sandbox(SandboxSettings(python=PYTHON, runtime_paths=runtime.default_runtime_paths(PYTHON)))
     hidden = Path(tempfile.mkdtemp(dir="/tmp"))
-    os.chmod(hidden, 0o700)
+    (hidden / "x").write_text("x")
+    # Root's workers run as the sandbox user: a 0700 directory of the service's stops them. An
+    # unprivileged service's workers run as the service itself: only a directory it may not
+    # search stops them.
+    mode = 0o700 if SANDBOX_UID != os.geteuid() else 0o000
+    os.chmod(hidden, mode)
     try:
-        with pytest.raises(SandboxUnavailable, match=f"cannot read {hidden}/x: blocked at {hidden} \\(mode 0700"):
-            (hidden / "x").write_text("x")
+        with pytest.raises(SandboxUnavailable, match=f"cannot read {hidden}/x: blocked at {hidden} \\(mode {mode:04o}"):
             unreachable.preflight([str(hidden / "x")])
     finally:
+        os.chmod(hidden, 0o700)
         shutil.rmtree(hidden)
 
 
 def test_the_worker_refuses_to_run_outside_a_sandbox():
-    # Here (root, host network) the worker's self-check must refuse before touching any artifact.
-    with pytest.raises(hardening.HardeningError, match="uid 0"):
+    # Here (host network; as root or as the service user) the worker's self-check must refuse
+    # before touching any artifact.
+    expected = "uid 0" if os.geteuid() == 0 else "network interfaces visible"
+    with pytest.raises(hardening.HardeningError, match=expected):
         hardening.verify_isolation()

@@ -69,10 +69,34 @@ class Bind:
     dest: str
 
 
+def _describe(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return f"{path}: {err.strerror}"
+    return f"{path} (mode {stat.S_IMODE(st.st_mode):04o}, owner {st.st_uid}:{st.st_gid})"
+
+
+def _reachable_by_self(path: str) -> str | None:
+    """None if this process can reach `path` (x on every ancestor, r on the leaf); else where not.
+
+    An unprivileged service runs its workers as itself, so what it cannot read they cannot either.
+    """
+    current = os.path.abspath(path)
+    ancestors = []
+    while current != "/":
+        current = os.path.dirname(current)
+        ancestors.append(current)
+    for part in reversed(ancestors):
+        if not os.access(part, os.X_OK):
+            return _describe(part)
+    if os.path.lexists(path) and not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+        return _describe(path)
+    return None
+
+
 def _reachable(path: str, uid: int, gid: int) -> str | None:
     """None if `uid`/`gid` can reach `path` (x on every ancestor, r on the leaf); else why not."""
-    if os.getuid() != 0:
-        return None if os.access(path, os.R_OK) else f"{path} is not readable"
     current = os.path.abspath(path)
     parts = [current]
     while current != "/":
@@ -126,6 +150,12 @@ class Sandbox:
         if not os.path.isfile(s.python):
             raise SandboxUnavailable(f"sandbox unavailable: worker interpreter {s.python} does not exist")
         for path in (*s.runtime_paths, *extra_paths):
+            # As the service user, a path behind a directory it may not search looks missing: say where.
+            if not self.as_root and (why := _reachable_by_self(path)):
+                raise SandboxUnavailable(
+                    f"sandbox unavailable: the service user uid {os.getuid()} (the workers run as it) "
+                    f"cannot read {path}: blocked at {why}"
+                )
             if not os.path.exists(path):
                 raise SandboxUnavailable(f"sandbox unavailable: runtime path {path} does not exist")
             if self.as_root and (why := _reachable(path, s.uid, s.gid)):

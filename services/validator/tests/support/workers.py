@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SANDBOX_UID = 65534
+# A root service drops its workers to the sandbox user (65534, the config default); an unprivileged
+# service (uid 65532 in its pod, and the *_nonroot test targets) runs them as itself in a new user
+# namespace. The same test files run both ways (BUILD.bazel).
+SANDBOX_UID = 65534 if os.geteuid() == 0 else os.geteuid()
 
 
 def _parent(pid: int) -> int:
