@@ -278,7 +278,7 @@ def test_fail_closed_when_the_sandbox_cannot_be_built(work):
     # Root's workers run as the sandbox user: a 0700 directory of the service's stops them. An
     # unprivileged service's workers run as the service itself: only a directory it may not
     # search stops them.
-    mode = 0o700 if SANDBOX_UID != os.geteuid() else 0o000
+    mode = 0o700 if os.geteuid() != SANDBOX_UID else 0o000
     os.chmod(hidden, mode)
     try:
         with pytest.raises(SandboxUnavailable, match=f"cannot read {hidden}/x: blocked at {hidden} \\(mode {mode:04o}"):
