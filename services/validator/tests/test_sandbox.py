@@ -272,6 +272,13 @@ def test_fail_closed_when_the_sandbox_cannot_be_built(work):
     missing = Sandbox(SandboxSettings(bwrap="/nonexistent/bwrap", python=PYTHON, runtime_paths=(PYTHON,)))
     with pytest.raises(SandboxUnavailable, match="bwrap not found or not executable at /nonexistent/bwrap"):
         missing.start([], [PYTHON, "-c", "print(1)"], LIMITS, b"")
+    runtime_in_tmp = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        in_tmp = Sandbox(SandboxSettings(python=PYTHON, runtime_paths=(PYTHON, str(runtime_in_tmp))))
+        with pytest.raises(SandboxUnavailable, match=f"runtime path {runtime_in_tmp} is under /tmp"):
+            in_tmp.start([], [PYTHON, "-c", "print(1)"], LIMITS, b"")
+    finally:
+        runtime_in_tmp.rmdir()
     unreachable = Sandbox(SandboxSettings(python=PYTHON, runtime_paths=runtime.default_runtime_paths(PYTHON)))
     hidden = Path(tempfile.mkdtemp(dir="/tmp"))
     (hidden / "x").write_text("x")

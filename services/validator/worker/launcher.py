@@ -149,6 +149,12 @@ class Sandbox:
                 )
         if not os.path.isfile(s.python):
             raise SandboxUnavailable(f"sandbox unavailable: worker interpreter {s.python} does not exist")
+        for path in s.runtime_paths:
+            if os.path.abspath(path) == "/tmp" or os.path.abspath(path).startswith("/tmp/"):  # noqa: S108
+                raise SandboxUnavailable(
+                    f"sandbox unavailable: runtime path {path} is under /tmp, which the sandbox replaces with "
+                    "its private tmpfs; put the interpreter and venv elsewhere (e.g. CAUSEWAY_VENV_ROOT=/var/tmp/...)"
+                )
         for path in (*s.runtime_paths, *extra_paths):
             # As the service user, a path behind a directory it may not search looks missing: say where.
             if not self.as_root and (why := _reachable_by_self(path)):
